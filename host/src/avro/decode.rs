@@ -1,0 +1,376 @@
+//! Avro binary to plain JSON.
+//!
+//! Input is untrusted (it arrives from Kafka), so every length is checked
+//! against the bytes actually remaining before anything is allocated, block
+//! counts of items that occupy no bytes are capped, and nesting is bounded.
+
+use serde_json::{Map, Number, Value};
+
+use super::decimal;
+use super::encode::union_needs_wrapper;
+use super::path::Path;
+use super::schema::{LogicalType, MAX_DEPTH, NodeId, NodeKind, Schema};
+use super::time::{self, Unit};
+
+/// Most items accepted in one array whose items encode to zero bytes (such as
+/// `null`); such counts cannot be checked against the input length.
+const MAX_ZERO_SIZE_ITEMS: u64 = 1 << 20;
+
+/// What went wrong while decoding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeErrorKind {
+    /// The input ended in the middle of a value.
+    #[error("unexpected end of input")]
+    UnexpectedEof,
+    /// A varint ran past 64 bits.
+    #[error("varint overflows 64 bits")]
+    VarintOverflow,
+    /// A value decoded as `long` does not fit the schema's `int`.
+    #[error("value {0} is out of range for `int`")]
+    IntOutOfRange(i64),
+    /// A bytes/string length or block size was negative.
+    #[error("negative length {0}")]
+    NegativeLength(i64),
+    /// A length or item count exceeds what the remaining input can hold.
+    #[error("length {0} exceeds the remaining input")]
+    LengthTooLarge(i64),
+    /// A boolean byte was neither 0 nor 1.
+    #[error("invalid boolean byte 0x{0:02x}")]
+    InvalidBoolean(u8),
+    /// A union branch index was out of range.
+    #[error("union index {index} is out of range for {count} branches")]
+    InvalidUnionIndex {
+        /// Index read from the input.
+        index: i64,
+        /// Number of branches in the schema.
+        count: usize,
+    },
+    /// An enum symbol index was out of range.
+    #[error("enum index {index} is out of range for {count} symbols")]
+    InvalidEnumIndex {
+        /// Index read from the input.
+        index: i64,
+        /// Number of symbols in the schema.
+        count: usize,
+    },
+    /// A `string` was not valid UTF-8.
+    #[error("string is not valid utf-8")]
+    InvalidUtf8,
+    /// Bytes were left after the value (only from [`decode_exact`]).
+    #[error("{0} trailing bytes after the value")]
+    TrailingBytes(usize),
+    /// Nesting exceeded the decoder's depth limit.
+    #[error("value is nested deeper than {0} levels")]
+    TooDeep(usize),
+    /// A well-formed value the logical type cannot represent.
+    #[error("{0}")]
+    InvalidValue(String),
+}
+
+/// Error raised by [`decode_to_json`] and [`decode_exact`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at `{path}`: {kind}")]
+pub struct DecodeError {
+    path: String,
+    kind: DecodeErrorKind,
+}
+
+impl DecodeError {
+    /// JSON path of the value being decoded when the error happened.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> &DecodeErrorKind {
+        &self.kind
+    }
+
+    pub(crate) fn at(path: &Path<'_>, kind: DecodeErrorKind) -> Self {
+        Self {
+            path: path.render(),
+            kind,
+        }
+    }
+}
+
+/// Decodes one value of `schema` from the front of `input`, advancing it past
+/// the value. Trailing bytes are left in `input`.
+pub fn decode_to_json(schema: &Schema, input: &mut &[u8]) -> Result<Value, DecodeError> {
+    Decoder { schema }.value(schema.root(), input, &Path::Root, 0)
+}
+
+/// Decodes exactly one value of `schema` from `input`, rejecting trailing bytes.
+pub fn decode_exact(schema: &Schema, mut input: &[u8]) -> Result<Value, DecodeError> {
+    let value = decode_to_json(schema, &mut input)?;
+    if !input.is_empty() {
+        return Err(DecodeError::at(
+            &Path::Root,
+            DecodeErrorKind::TrailingBytes(input.len()),
+        ));
+    }
+    Ok(value)
+}
+
+/// Reads a zig-zag varint `long`.
+pub(crate) fn read_long(input: &mut &[u8]) -> Result<i64, DecodeErrorKind> {
+    let mut n: u64 = 0;
+    let mut shift = 0u32;
+    loop {
+        let (&b, rest) = input.split_first().ok_or(DecodeErrorKind::UnexpectedEof)?;
+        *input = rest;
+        if shift == 63 && b > 1 {
+            return Err(DecodeErrorKind::VarintOverflow);
+        }
+        n |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(((n >> 1) as i64) ^ -((n & 1) as i64));
+        }
+        shift += 7;
+    }
+}
+
+/// Splits `n` bytes off the front of `input`.
+pub(crate) fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeErrorKind> {
+    if input.len() < n {
+        return Err(DecodeErrorKind::UnexpectedEof);
+    }
+    let (head, rest) = input.split_at(n);
+    *input = rest;
+    Ok(head)
+}
+
+/// Reads a length-prefixed byte sequence without copying.
+pub(crate) fn read_bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], DecodeErrorKind> {
+    let len = read_long(input)?;
+    if len < 0 {
+        return Err(DecodeErrorKind::NegativeLength(len));
+    }
+    // Checked before any use of `len`, so a hostile length costs nothing.
+    let n = usize::try_from(len).map_err(|_| DecodeErrorKind::LengthTooLarge(len))?;
+    if n > input.len() {
+        return Err(DecodeErrorKind::LengthTooLarge(len));
+    }
+    take(input, n)
+}
+
+/// Renders bytes the Avro JSON way: one character per byte.
+fn latin1(b: &[u8]) -> Value {
+    Value::String(b.iter().map(|&c| char::from(c)).collect())
+}
+
+fn float_json(f: f64) -> Value {
+    match Number::from_f64(f) {
+        Some(n) => Value::Number(n),
+        None if f.is_nan() => Value::String("NaN".into()),
+        None if f > 0.0 => Value::String("Infinity".into()),
+        None => Value::String("-Infinity".into()),
+    }
+}
+
+struct Decoder<'s> {
+    schema: &'s Schema,
+}
+
+impl Decoder<'_> {
+    fn value(
+        &self,
+        id: NodeId,
+        input: &mut &[u8],
+        path: &Path<'_>,
+        depth: usize,
+    ) -> Result<Value, DecodeError> {
+        let err = |kind| DecodeError::at(path, kind);
+        if depth > MAX_DEPTH {
+            return Err(err(DecodeErrorKind::TooDeep(MAX_DEPTH)));
+        }
+        let node = self.schema.node(id);
+        Ok(match &node.kind {
+            NodeKind::Null => Value::Null,
+            NodeKind::Boolean => match take(input, 1).map_err(err)?[0] {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => return Err(err(DecodeErrorKind::InvalidBoolean(b))),
+            },
+            NodeKind::Int => {
+                let n = read_long(input).map_err(err)?;
+                let n = i32::try_from(n).map_err(|_| err(DecodeErrorKind::IntOutOfRange(n)))?;
+                match node.logical {
+                    Some(LogicalType::Date) => time::format_date(i64::from(n))
+                        .map_or_else(|| Value::from(n), Value::String),
+                    _ => Value::from(n),
+                }
+            }
+            NodeKind::Long => {
+                let n = read_long(input).map_err(err)?;
+                let text = match node.logical {
+                    Some(LogicalType::TimestampMillis) => {
+                        time::format_timestamp(n, Unit::Millis, false)
+                    }
+                    Some(LogicalType::TimestampMicros) => {
+                        time::format_timestamp(n, Unit::Micros, false)
+                    }
+                    Some(LogicalType::LocalTimestampMillis) => {
+                        time::format_timestamp(n, Unit::Millis, true)
+                    }
+                    Some(LogicalType::LocalTimestampMicros) => {
+                        time::format_timestamp(n, Unit::Micros, true)
+                    }
+                    _ => None,
+                };
+                text.map_or_else(|| Value::from(n), Value::String)
+            }
+            NodeKind::Float => {
+                let b = take(input, 4).map_err(err)?;
+                float_json(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            }
+            NodeKind::Double => {
+                let b = take(input, 8).map_err(err)?;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                float_json(f64::from_le_bytes(a))
+            }
+            NodeKind::Bytes => {
+                let b = read_bytes(input).map_err(err)?;
+                match node.logical {
+                    Some(LogicalType::Decimal { precision, scale }) => Value::String(
+                        decimal::from_unscaled(b, precision, scale)
+                            .map_err(|m| err(DecodeErrorKind::InvalidValue(m)))?,
+                    ),
+                    _ => latin1(b),
+                }
+            }
+            NodeKind::String => {
+                let b = read_bytes(input).map_err(err)?;
+                Value::String(
+                    std::str::from_utf8(b)
+                        .map_err(|_| err(DecodeErrorKind::InvalidUtf8))?
+                        .to_owned(),
+                )
+            }
+            NodeKind::Fixed(f) => {
+                let b = take(input, f.size).map_err(err)?;
+                match node.logical {
+                    Some(LogicalType::Decimal { precision, scale }) => Value::String(
+                        decimal::from_unscaled(b, precision, scale)
+                            .map_err(|m| err(DecodeErrorKind::InvalidValue(m)))?,
+                    ),
+                    Some(LogicalType::Duration) => {
+                        let part = |i: usize| {
+                            Value::from(u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]))
+                        };
+                        let mut m = Map::new();
+                        m.insert("months".into(), part(0));
+                        m.insert("days".into(), part(4));
+                        m.insert("milliseconds".into(), part(8));
+                        Value::Object(m)
+                    }
+                    _ => latin1(b),
+                }
+            }
+            NodeKind::Enum(e) => {
+                let index = read_long(input).map_err(err)?;
+                let symbol = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| e.symbols.get(i))
+                    .ok_or_else(|| {
+                        err(DecodeErrorKind::InvalidEnumIndex {
+                            index,
+                            count: e.symbols.len(),
+                        })
+                    })?;
+                Value::String(symbol.clone())
+            }
+            NodeKind::Array(items) => {
+                let mut out = Vec::new();
+                let zero_size = self.schema.is_zero_size(*items);
+                loop {
+                    let count = self.block_count(input, path)?;
+                    if count == 0 {
+                        break;
+                    }
+                    // Each item takes at least one byte unless it is zero-size;
+                    // either way the count is bounded before we loop on it.
+                    let limit = if zero_size {
+                        MAX_ZERO_SIZE_ITEMS.saturating_sub(out.len() as u64)
+                    } else {
+                        input.len() as u64
+                    };
+                    if count > limit {
+                        return Err(err(DecodeErrorKind::LengthTooLarge(count as i64)));
+                    }
+                    out.reserve(count.min(input.len() as u64) as usize);
+                    for _ in 0..count {
+                        let i = out.len();
+                        out.push(self.value(*items, input, &Path::Index(path, i), depth + 1)?);
+                    }
+                }
+                Value::Array(out)
+            }
+            NodeKind::Map(values) => {
+                let mut out = Map::new();
+                loop {
+                    let count = self.block_count(input, path)?;
+                    if count == 0 {
+                        break;
+                    }
+                    // Every entry has at least a one-byte key length.
+                    if count > input.len() as u64 {
+                        return Err(err(DecodeErrorKind::LengthTooLarge(count as i64)));
+                    }
+                    for _ in 0..count {
+                        let key = read_bytes(input).map_err(err)?;
+                        let key = std::str::from_utf8(key)
+                            .map_err(|_| err(DecodeErrorKind::InvalidUtf8))?;
+                        let v = self.value(*values, input, &Path::Key(path, key), depth + 1)?;
+                        out.insert(key.to_owned(), v);
+                    }
+                }
+                Value::Object(out)
+            }
+            NodeKind::Record(r) => {
+                let mut out = Map::new();
+                for f in &r.fields {
+                    let v = self.value(f.schema, input, &Path::Field(path, &f.name), depth + 1)?;
+                    out.insert(f.name.clone(), v);
+                }
+                Value::Object(out)
+            }
+            NodeKind::Union(branches) => {
+                let index = read_long(input).map_err(err)?;
+                let chosen = usize::try_from(index)
+                    .ok()
+                    .filter(|&i| i < branches.len())
+                    .ok_or_else(|| {
+                        err(DecodeErrorKind::InvalidUnionIndex {
+                            index,
+                            count: branches.len(),
+                        })
+                    })?;
+                let v = self.value(branches[chosen], input, path, depth + 1)?;
+                if union_needs_wrapper(self.schema, branches, chosen, &v) {
+                    let mut m = Map::new();
+                    m.insert(self.schema.node(branches[chosen]).type_name().to_owned(), v);
+                    Value::Object(m)
+                } else {
+                    v
+                }
+            }
+        })
+    }
+
+    /// Reads an array/map block header and returns its item count. A
+    /// negative count announces a byte size, which we read and ignore.
+    fn block_count(&self, input: &mut &[u8], path: &Path<'_>) -> Result<u64, DecodeError> {
+        let err = |kind| DecodeError::at(path, kind);
+        let count = read_long(input).map_err(err)?;
+        if count < 0 {
+            let size = read_long(input).map_err(err)?;
+            if size < 0 {
+                return Err(err(DecodeErrorKind::NegativeLength(size)));
+            }
+            return Ok(count.unsigned_abs());
+        }
+        Ok(count as u64)
+    }
+}

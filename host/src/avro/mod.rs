@@ -1,0 +1,41 @@
+//! Self-contained Apache Avro 1.11 codec.
+//!
+//! The host moves events between Kafka topics whose payloads are Avro
+//! (Confluent wire format) and plugins that speak plain JSON, so this module
+//! converts in both directions without an external Avro crate:
+//!
+//! - [`Schema`]: parser for the full 1.11 schema language, Parsing Canonical
+//!   Form and the CRC-64-AVRO (Rabin) fingerprint;
+//! - [`encode_json`]: plain JSON to Avro binary;
+//! - [`decode_to_json`] / [`decode_exact`]: Avro binary to plain JSON (the
+//!   same shape [`encode_json`] accepts, so the two round-trip);
+//! - [`frame`] / [`unframe`]: the Confluent schema-registry wire format;
+//! - [`read_container`]: object container files (codecs `null` and
+//!   `deflate`).
+//!
+//! Schema resolution (reading with a schema different from the writer's) is
+//! not implemented yet; the decoder walks a single [`Schema`] by [`NodeId`],
+//! so a resolving decoder can later walk a writer and a reader arena side by
+//! side without changing the model.
+
+mod container;
+mod decimal;
+mod decode;
+mod encode;
+mod inflate;
+mod path;
+mod schema;
+mod time;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use container::{ContainerError, read_container};
+pub use decode::{DecodeError, DecodeErrorKind, decode_exact, decode_to_json};
+pub use encode::{EncodeError, encode_json};
+pub use schema::{
+    EnumSchema, Field, FieldOrder, FixedSchema, LogicalType, Node, NodeId, NodeKind, RecordSchema,
+    Schema, SchemaError,
+};
+pub use wire::{WireError, frame, unframe};

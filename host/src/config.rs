@@ -1,0 +1,384 @@
+//! Typed configuration: a TOML file, then environment overrides.
+//!
+//! Every key has a default, so an empty file (or none) gives a host that runs
+//! against the local stack on loopback. Unknown keys are errors, and every
+//! error names the key, so a typo fails at start-up instead of being ignored.
+//!
+//! Environment overrides use `SWITCHYARD__<SECTION>__<KEY>`, upper case,
+//! double underscores between levels: `SWITCHYARD__KAFKA__BOOTSTRAP_SERVERS`
+//! overrides `kafka.bootstrap_servers`. A value is read as a TOML integer,
+//! float or boolean when it parses as one, else as a string.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "SWITCHYARD__";
+
+/// The whole host configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// REST API.
+    pub http: HttpConfig,
+    /// gRPC API.
+    pub grpc: GrpcConfig,
+    /// Kafka connection and topic defaults.
+    pub kafka: KafkaConfig,
+    /// Schema registry.
+    pub registry: RegistryConfig,
+    /// WebAssembly plugins.
+    pub plugins: PluginsConfig,
+    /// Log output.
+    pub log: LogConfig,
+}
+
+/// REST API settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Largest request body, in bytes; larger bodies get 413. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Most events in one batch; more get 413. Default 500.
+    pub max_batch_events: usize,
+    /// Interval of SSE comment heartbeats, in milliseconds. Default 15000.
+    pub sse_heartbeat_ms: u64,
+}
+
+/// gRPC API settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Address to listen on. Default `127.0.0.1:50051`.
+    pub listen: SocketAddr,
+}
+
+/// Kafka settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers. Default `127.0.0.1:9092`.
+    pub bootstrap_servers: String,
+    /// Client id prefix. Default `switchyard`.
+    pub client_id: String,
+    /// How long a publish waits for Kafka's acknowledgement before it fails
+    /// with 503, in milliseconds. This bounds a publish when the broker is
+    /// down. Default 5000.
+    pub publish_timeout_ms: u64,
+    /// Partitions of topics the host creates. Default 3.
+    pub partitions: i32,
+    /// Replication factor of topics the host creates. Default 1, right for a
+    /// single local broker only; production clusters want 3.
+    pub replication_factor: i32,
+    /// Retention of noun topics, in milliseconds. Default 7 days.
+    pub retention_ms: i64,
+    /// Topic that receives events a plugin failed on. Default
+    /// `switchyard.dead-letter`.
+    pub dead_letter_topic: String,
+    /// CloudEvents `source` of events whose publisher gives none. Default
+    /// `/switchyard`.
+    pub default_source: String,
+}
+
+/// Schema registry settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Address of the embedded registry's Confluent-compatible REST API.
+    /// Default `127.0.0.1:8081`, Confluent's usual port.
+    pub listen: SocketAddr,
+    /// Compacted topic that holds the registry's state. Default `_schemas`,
+    /// the topic Confluent's registry uses.
+    pub topic: String,
+    /// Folder of `<noun>/<verb>.avsc` files registered at start-up.
+    /// Default `schemas`.
+    pub schemas_dir: PathBuf,
+}
+
+/// Plugin runtime settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Folder of `<name>.wasm` components with a `<name>.toml` manifest
+    /// beside each, loaded at start-up. No folder means no plugins.
+    pub dir: Option<PathBuf>,
+    /// Longest a single plugin call may run, in milliseconds. Default 1000.
+    pub call_timeout_ms: u64,
+    /// Most linear memory one plugin instance may grow to, in bytes.
+    /// Default 64 MiB.
+    pub memory_limit_bytes: usize,
+}
+
+/// Log settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log pipelines. Default `text`.
+    pub format: LogFormat,
+    /// Filter in `RUST_LOG` syntax. Default `info`. `RUST_LOG` wins if set.
+    pub filter: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+            max_batch_events: 500,
+            sse_heartbeat_ms: 15_000,
+        }
+    }
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9092".to_string(),
+            client_id: "switchyard".to_string(),
+            publish_timeout_ms: 5_000,
+            partitions: 3,
+            replication_factor: 1,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            dead_letter_topic: "switchyard.dead-letter".to_string(),
+            default_source: "/switchyard".to_string(),
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            topic: "_schemas".to_string(),
+            schemas_dir: PathBuf::from("schemas"),
+        }
+    }
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: None,
+            call_timeout_ms: 1_000,
+            memory_limit_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "info".to_string(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: HttpConfig::default(),
+            grpc: GrpcConfig::default(),
+            kafka: KafkaConfig::default(),
+            registry: RegistryConfig::default(),
+            plugins: PluginsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file (if any), applies the process environment, and checks
+    /// the result.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file `{}`", path.display()))?,
+            None => String::new(),
+        };
+        let origin = path.map_or_else(|| "defaults".to_string(), |p| p.display().to_string());
+        Config::from_parts(&text, &origin, std::env::vars())
+    }
+
+    /// Builds a config from TOML text and `(name, value)` environment pairs.
+    pub fn from_parts(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table: toml::Table = text
+            .parse()
+            .with_context(|| format!("config `{origin}` is not valid TOML"))?;
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+            if keys.iter().any(String::is_empty) {
+                bail!(
+                    "environment variable `{name}` has an empty key; use `SWITCHYARD__SECTION__KEY`"
+                );
+            }
+            set_path(&mut table, &keys, parse_env_value(&value))
+                .with_context(|| format!("environment variable `{name}`"))?;
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|error| {
+                let key = error.path().to_string();
+                anyhow::anyhow!("config key `{key}`: {}", error.into_inner())
+            })
+            .with_context(|| format!("invalid config from `{origin}`"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks values that types alone cannot.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            bail!("config key `kafka.bootstrap_servers` is empty; give `host:port`");
+        }
+        if self.kafka.partitions < 1 {
+            bail!("config key `kafka.partitions` must be at least 1");
+        }
+        if self.kafka.replication_factor < 1 {
+            bail!("config key `kafka.replication_factor` must be at least 1");
+        }
+        if self.kafka.publish_timeout_ms < 100 {
+            bail!("config key `kafka.publish_timeout_ms` must be at least 100");
+        }
+        if self.http.max_body_bytes < 1024 {
+            bail!("config key `http.max_body_bytes` must be at least 1024");
+        }
+        if self.http.max_batch_events < 1 {
+            bail!("config key `http.max_batch_events` must be at least 1");
+        }
+        if self.plugins.call_timeout_ms < 1 {
+            bail!("config key `plugins.call_timeout_ms` must be at least 1");
+        }
+        if self.plugins.memory_limit_bytes < 1024 * 1024 {
+            bail!("config key `plugins.memory_limit_bytes` must be at least 1 MiB");
+        }
+        crate::nvo::check_topic(&self.kafka.dead_letter_topic).map_err(|error| {
+            anyhow::anyhow!("config key `kafka.dead_letter_topic`: {}", error.detail)
+        })?;
+        crate::nvo::check_topic(&self.registry.topic)
+            .map_err(|error| anyhow::anyhow!("config key `registry.topic`: {}", error.detail))?;
+        Ok(())
+    }
+}
+
+fn parse_env_value(value: &str) -> toml::Value {
+    if let Ok(int) = value.parse::<i64>() {
+        return toml::Value::Integer(int);
+    }
+    if let Ok(float) = value.parse::<f64>()
+        && value.contains('.')
+        && !value.contains(':')
+    {
+        return toml::Value::Float(float);
+    }
+    match value {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(value.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> anyhow::Result<()> {
+    let (last, parents) = keys.split_last().expect("split yields at least one key");
+    let mut current = table;
+    for key in parents {
+        let entry = current
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(inner) => inner,
+            _ => bail!("`{key}` is not a section"),
+        };
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_config_gives_loopback_defaults() {
+        let config = Config::from_parts("", "test", env(&[])).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let text = "[kafka]\nbootstrap_servers = \"127.0.0.1:1111\"\npartitions = 6\n";
+        let config = Config::from_parts(
+            text,
+            "test",
+            env(&[("SWITCHYARD__KAFKA__PARTITIONS", "12"), ("OTHER", "x")]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:1111");
+        assert_eq!(config.kafka.partitions, 12);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let error =
+            Config::from_parts("[kafka]\nbootstrap = \"x\"\n", "test", env(&[])).unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains("bootstrap"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let error = Config::from_parts("[http]\nlisten = 5\n", "test", env(&[])).unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains("`http.listen`"), "{text}");
+        let error = Config::from_parts(
+            "",
+            "test",
+            env(&[("SWITCHYARD__HTTP__MAX_BODY_BYTES", "lots")]),
+        )
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("`http.max_body_bytes`"));
+    }
+
+    #[test]
+    fn checks_values() {
+        let error = Config::from_parts("[kafka]\npartitions = 0\n", "test", env(&[])).unwrap_err();
+        assert!(format!("{error:#}").contains("`kafka.partitions`"));
+    }
+}

@@ -1,0 +1,253 @@
+//! The gRPC API (tonic), with server reflection and the standard health
+//! service so `grpcurl` works without the proto files.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::App;
+use crate::error::{ApiError, Code, Stored};
+use crate::publish::{EventInput, Published};
+use crate::subscribe::{self, Delivery, Position, Start, Subscription};
+
+/// Generated protobuf and service code.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("switchyard.v1");
+
+    /// Encoded file descriptors, for reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("switchyard_descriptor");
+}
+
+use proto::events_server::{Events, EventsServer};
+
+/// The `switchyard.v1.Events` service.
+pub struct EventsService {
+    app: Arc<App>,
+}
+
+/// Builds the service.
+pub fn events_service(app: Arc<App>) -> EventsServer<EventsService> {
+    let limit = app.config.http.max_body_bytes;
+    EventsServer::new(EventsService { app }).max_decoding_message_size(limit.saturating_mul(2))
+}
+
+fn input(event: proto::EventInput, traceparent: Option<Vec<u8>>) -> Result<EventInput, ApiError> {
+    let object = serde_json::from_str(&event.object_json).map_err(|error| {
+        ApiError::new(
+            Code::MalformedRequest,
+            format!("`object_json` is not valid JSON: {error}"),
+        )
+        .with_field("object_json")
+        .with_stored(Stored::No)
+    })?;
+    let mut extensions = Vec::new();
+    if let Some(traceparent) = traceparent {
+        extensions.push(("traceparent".to_string(), Some(traceparent)));
+    }
+    Ok(EventInput {
+        noun: event.noun,
+        verb: event.verb,
+        key: event.key,
+        object,
+        id: Some(event.id).filter(|id| !id.is_empty()),
+        source: Some(event.source).filter(|source| !source.is_empty()),
+        time: None,
+        extensions,
+    })
+}
+
+fn result(published: Published) -> proto::PublishResult {
+    proto::PublishResult {
+        id: published.id,
+        topic: published.topic,
+        partition: published.partition,
+        offset: published.offset,
+        schema_id: published.schema_id,
+    }
+}
+
+fn traceparent<T>(request: &Request<T>) -> Option<Vec<u8>> {
+    request
+        .metadata()
+        .get("traceparent")
+        .map(|value| value.as_bytes().to_vec())
+}
+
+type DeliveryStream = Pin<Box<dyn Stream<Item = Result<proto::Delivery, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Events for EventsService {
+    async fn publish(
+        &self,
+        request: Request<proto::PublishRequest>,
+    ) -> Result<Response<proto::PublishResult>, Status> {
+        let trace = traceparent(&request);
+        let event = request.into_inner().event.ok_or_else(|| {
+            ApiError::new(Code::MalformedRequest, "`event` is missing").with_field("event")
+        })?;
+        let published = self.app.publisher.publish(input(event, trace)?).await?;
+        Ok(Response::new(result(published)))
+    }
+
+    async fn publish_batch(
+        &self,
+        request: Request<proto::PublishBatchRequest>,
+    ) -> Result<Response<proto::PublishBatchResponse>, Status> {
+        let trace = traceparent(&request);
+        let events = request.into_inner().events;
+        let limit = self.app.config.http.max_batch_events;
+        if events.len() > limit {
+            return Err(ApiError::new(
+                Code::BatchTooLarge,
+                format!(
+                    "batch has {} events, more than the limit of {limit}; split it",
+                    events.len()
+                ),
+            )
+            .into());
+        }
+        let parsed: Vec<Result<EventInput, ApiError>> = events
+            .into_iter()
+            .map(|event| input(event, trace.clone()))
+            .collect();
+        let valid: Vec<EventInput> = parsed
+            .iter()
+            .filter_map(|e| e.as_ref().ok().cloned())
+            .collect();
+        let mut outcomes = self.app.publisher.publish_batch(valid).await.into_iter();
+        let mut failed = 0;
+        let results = parsed
+            .into_iter()
+            .map(|entry| {
+                let outcome = match entry {
+                    Ok(_) => outcomes.next().expect("one outcome per valid entry"),
+                    Err(error) => Err(error),
+                };
+                let outcome = match outcome {
+                    Ok(published) => proto::batch_result::Outcome::Ok(result(published)),
+                    Err(error) => {
+                        failed += 1;
+                        proto::batch_result::Outcome::Error(proto::Problem {
+                            code: error.code.as_str().to_string(),
+                            detail: error.detail,
+                            field: error.field.unwrap_or_default(),
+                            stored: match error.stored {
+                                Some(Stored::No) => "no".to_string(),
+                                Some(Stored::Maybe) => "maybe".to_string(),
+                                None => String::new(),
+                            },
+                        })
+                    }
+                };
+                proto::BatchResult {
+                    outcome: Some(outcome),
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::PublishBatchResponse {
+            failed,
+            results,
+        }))
+    }
+
+    type SubscribeStream = DeliveryStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<proto::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let request = request.into_inner();
+        let topic = match request.target {
+            Some(proto::subscribe_request::Target::Noun(noun)) => {
+                let noun = crate::nvo::Noun::parse(&noun)?;
+                if !self.app.catalog.has_noun(noun.as_str()) {
+                    return Err(ApiError::new(
+                        Code::UnknownNoun,
+                        format!("no schema is registered for noun `{noun}`"),
+                    )
+                    .with_field("noun")
+                    .into());
+                }
+                noun.as_str().to_string()
+            }
+            Some(proto::subscribe_request::Target::Topic(topic)) => {
+                crate::nvo::check_topic(&topic)?;
+                topic
+            }
+            None => {
+                return Err(ApiError::new(
+                    Code::MalformedRequest,
+                    "give `noun` or `topic` to subscribe to",
+                )
+                .into());
+            }
+        };
+        let start = match request.start {
+            None | Some(proto::subscribe_request::Start::Latest(_)) => Start::Latest,
+            Some(proto::subscribe_request::Start::Earliest(_)) => Start::Earliest,
+            Some(proto::subscribe_request::Start::After(position)) => {
+                Start::After(Position::parse(&position)?)
+            }
+        };
+        for verb in &request.verbs {
+            crate::nvo::Verb::parse(verb)?;
+        }
+        let subscription = Subscription {
+            topic,
+            verbs: request.verbs,
+            key: Some(request.key).filter(|key| !key.is_empty()),
+            start,
+        };
+        let deliveries = subscribe::open(
+            Arc::clone(&self.app.kafka),
+            Arc::clone(&self.app.registry),
+            subscription,
+        )
+        .await?;
+        let stream = deliveries.map(|delivery| Ok(to_proto(delivery)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn to_proto(delivery: Delivery) -> proto::Delivery {
+    use proto::delivery::Kind;
+    match delivery {
+        Delivery::Subscribed { position } => proto::Delivery {
+            position: position.to_string(),
+            kind: Some(Kind::Subscribed(proto::Subscribed {})),
+        },
+        Delivery::Reset { position, reason } => proto::Delivery {
+            position: position.to_string(),
+            kind: Some(Kind::Reset(proto::Reset { reason })),
+        },
+        Delivery::Event { position, event } => proto::Delivery {
+            position: position.to_string(),
+            kind: Some(Kind::Event(proto::Event {
+                id: event.id,
+                r#type: event.event_type,
+                noun: event.noun,
+                verb: event.verb,
+                key: event.key,
+                time: event.time,
+                source: event.source,
+                schema_id: event.schema_id,
+                topic: event.topic,
+                partition: event.partition,
+                offset: event.offset,
+                object_json: event.object.to_string(),
+            })),
+        },
+        Delivery::Undecodable { position, record } => proto::Delivery {
+            position: position.to_string(),
+            kind: Some(Kind::Undecodable(proto::Undecodable {
+                partition: record.partition,
+                offset: record.offset,
+                reason: record.reason,
+            })),
+        },
+    }
+}

@@ -1,0 +1,250 @@
+//! The Kafka side of the host: one idempotent producer shared by every task,
+//! topic creation, and the settings every consumer starts from.
+//!
+//! librdkafka runs its own threads; the async code only awaits delivery
+//! futures and never blocks on a poll. Blocking admin and metadata calls go
+//! through `spawn_blocking`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode as Rd;
+
+use crate::config::KafkaConfig;
+use crate::error::{ApiError, Code, Stored};
+
+/// Where a record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Landed {
+    /// Partition the record was written to.
+    pub partition: i32,
+    /// Its offset in that partition.
+    pub offset: i64,
+}
+
+/// Kafka clients shared by the whole host.
+pub struct Kafka {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// Topics known to exist, so the admin API is asked once per topic.
+    known_topics: Mutex<HashSet<String>>,
+}
+
+/// What a topic is for, which decides its configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicKind {
+    /// Events of one noun, or a destination stream: deleted by time.
+    Events,
+    /// A single-partition compacted topic holding state, like `_schemas`.
+    CompactedState,
+}
+
+impl Kafka {
+    /// Creates the clients. Nothing is sent to the broker yet.
+    pub fn connect(config: &KafkaConfig) -> anyhow::Result<Arc<Kafka>> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("client.id", format!("{}-producer", config.client_id))
+            // Idempotence gives acks=all, ordered retries and no duplicates
+            // from the producer's own retries.
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            // Bounds how long a record may wait for the broker, so a publish
+            // against a dead broker fails within the configured time.
+            .set("message.timeout.ms", config.publish_timeout_ms.to_string())
+            .set("socket.connection.setup.timeout.ms", "3000")
+            .set("reconnect.backoff.max.ms", "1000")
+            .create()
+            .context("cannot create the kafka producer")?;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("client.id", format!("{}-admin", config.client_id))
+            .create()
+            .context("cannot create the kafka admin client")?;
+        Ok(Arc::new(Kafka {
+            config: config.clone(),
+            producer,
+            admin,
+            known_topics: Mutex::new(HashSet::new()),
+        }))
+    }
+
+    /// The Kafka settings.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// Base settings for a consumer of this cluster. Auto-commit is off
+    /// everywhere: offsets are committed only after the effect is durable.
+    pub fn consumer_config(&self, group_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.config.bootstrap_servers)
+            .set("client.id", format!("{}-consumer", self.config.client_id))
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest")
+            // Only committed transactional records are ever visible.
+            .set("isolation.level", "read_committed")
+            .set("socket.connection.setup.timeout.ms", "3000");
+        config
+    }
+
+    /// Makes sure a topic exists, creating it with explicit partitions and
+    /// configs when it does not. Safe to call concurrently and repeatedly.
+    pub async fn ensure_topic(&self, name: &str, kind: TopicKind) -> anyhow::Result<()> {
+        if self
+            .known_topics
+            .lock()
+            .expect("topic set lock")
+            .contains(name)
+        {
+            return Ok(());
+        }
+        let retention = self.config.retention_ms.to_string();
+        let (partitions, configs): (i32, Vec<(&str, &str)>) = match kind {
+            TopicKind::Events => (
+                self.config.partitions,
+                vec![
+                    ("cleanup.policy", "delete"),
+                    ("retention.ms", retention.as_str()),
+                ],
+            ),
+            TopicKind::CompactedState => (1, vec![("cleanup.policy", "compact")]),
+        };
+        let mut topic = NewTopic::new(
+            name,
+            partitions,
+            TopicReplication::Fixed(self.config.replication_factor),
+        );
+        for (key, value) in &configs {
+            topic = topic.set(key, value);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = self
+            .admin
+            .create_topics([&topic], &options)
+            .await
+            .with_context(|| format!("cannot create topic `{name}`"))?;
+        for result in results {
+            match result {
+                Ok(_) => tracing::info!(topic = name, partitions, "created topic"),
+                Err((_, Rd::TopicAlreadyExists)) => {}
+                Err((_, code)) => anyhow::bail!("cannot create topic `{name}`: {code}"),
+            }
+        }
+        self.known_topics
+            .lock()
+            .expect("topic set lock")
+            .insert(name.to_string());
+        Ok(())
+    }
+
+    /// Writes one record and waits for the broker's acknowledgement.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<Landed, ApiError> {
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(value)
+            .headers(headers);
+        // The local queue never waits long: a full queue means the broker is
+        // not keeping up and the caller should back off.
+        let delivery = self.producer.send(record, Duration::from_millis(500));
+        // A safety bound on top of `message.timeout.ms`, which normally
+        // fires first.
+        let bound = Duration::from_millis(self.config.publish_timeout_ms + 2_000);
+        match tokio::time::timeout(bound, delivery).await {
+            Ok(Ok(delivery)) => Ok(Landed {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Ok(Err((error, _))) => Err(produce_error(topic, &error)),
+            Err(_) => Err(ApiError::new(
+                Code::KafkaUnavailable,
+                format!("kafka did not acknowledge the write to `{topic}` in time; retry with the same event id"),
+            )
+            .with_stored(Stored::Maybe)
+            .with_retry_after(Duration::from_secs(1))),
+        }
+    }
+
+    /// Waits until everything produced so far is acknowledged, for shutdown.
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(error) = self.producer.flush(timeout) {
+            tracing::warn!(%error, "producer flush did not finish; unacknowledged records may be lost");
+        }
+    }
+
+    /// Partition ids of a topic, or an error if it does not exist.
+    pub async fn partitions(&self, topic: &str) -> anyhow::Result<Vec<i32>> {
+        let config = self.consumer_config("switchyard-metadata");
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create()?;
+            let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
+            let Some(found) = metadata.topics().first() else {
+                anyhow::bail!("topic `{topic}` not found");
+            };
+            if let Some(error) = found.error() {
+                anyhow::bail!("topic `{topic}`: {:?}", RDKafkaErrorCode::from(error));
+            }
+            Ok(found.partitions().iter().map(|p| p.id()).collect())
+        })
+        .await?
+    }
+}
+
+/// Turns a delivery failure into the client-facing error, deciding whether
+/// the record may have been written.
+fn produce_error(topic: &str, error: &KafkaError) -> ApiError {
+    let code = error.rdkafka_error_code();
+    // A record that never left the local queue was certainly not written; a
+    // timeout after sending may or may not have been.
+    let stored = match code {
+        Some(
+            Rd::QueueFull
+            | Rd::UnknownTopic
+            | Rd::UnknownTopicOrPartition
+            | Rd::MessageSizeTooLarge
+            | Rd::InvalidMessageSize,
+        ) => Stored::No,
+        _ => Stored::Maybe,
+    };
+    tracing::warn!(topic, %error, "kafka write failed");
+    match code {
+        Some(Rd::MessageSizeTooLarge) => ApiError::new(
+            Code::PayloadTooLarge,
+            format!("the record is larger than topic `{topic}` accepts; send a smaller object"),
+        )
+        .with_stored(Stored::No),
+        Some(Rd::UnknownTopic | Rd::UnknownTopicOrPartition) => ApiError::new(
+            Code::NotFound,
+            format!("topic `{topic}` does not exist"),
+        )
+        .with_stored(Stored::No),
+        _ => ApiError::new(
+            Code::KafkaUnavailable,
+            format!("kafka did not acknowledge the write to `{topic}` ({error}); retry with the same event id"),
+        )
+        .with_stored(stored)
+        .with_retry_after(Duration::from_secs(1)),
+    }
+}

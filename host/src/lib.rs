@@ -1,0 +1,248 @@
+//! Switchyard: an eventing host for Noun-Verb-Object business events over
+//! Kafka, with team logic in WebAssembly plugins.
+//!
+//! Map of the modules, in the order an event meets them:
+//!
+//! - [`config`]: typed configuration from a file and the environment.
+//! - [`rest`], [`grpc`]: the APIs; both speak the [`error`] vocabulary.
+//! - [`nvo`]: nouns, verbs and keys, and the rules for their names.
+//! - [`catalog`]: which Avro schema and subject govern each noun and verb.
+//! - [`avro`]: the Avro codec and the Confluent wire format.
+//! - [`registry`]: the embedded, Kafka-backed Confluent-compatible registry.
+//! - [`envelope`]: event metadata as CloudEvents Kafka headers.
+//! - [`publish`]: validate, encode and write an event.
+//! - [`kafka`]: the shared producer, topic creation, consumer settings.
+//! - [`subscribe`]: resumable streams for SSE and gRPC subscribers.
+//! - [`plugin`]: the wasmtime runtime for team plugins.
+//! - [`pipeline`]: consume, run a plugin, produce, dead-letter.
+//! - [`shutdown`], [`telemetry`]: process plumbing.
+
+pub mod avro;
+pub mod catalog;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod grpc;
+pub mod kafka;
+pub mod nvo;
+pub mod pipeline;
+pub mod plugin;
+pub mod publish;
+pub mod registry;
+pub mod rest;
+pub mod shutdown;
+pub mod subscribe;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::kafka::{Kafka, TopicKind};
+use crate::plugin::{Plugin, Runtime};
+use crate::publish::Publisher;
+use crate::registry::Registry;
+
+/// How long shutdown waits for in-flight work and the producer flush.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything the request handlers and pipelines share.
+pub struct App {
+    /// Configuration in force.
+    pub config: Config,
+    /// Kafka clients.
+    pub kafka: Arc<Kafka>,
+    /// Schema registry.
+    pub registry: Arc<Registry>,
+    /// Nouns, verbs and their schemas.
+    pub catalog: Arc<Catalog>,
+    /// Publisher.
+    pub publisher: Arc<Publisher>,
+    /// Loaded plugins.
+    pub plugins: Vec<Arc<Plugin>>,
+}
+
+impl App {
+    /// Connects to Kafka, loads the registry and the schemas, creates the
+    /// topics and loads the plugins.
+    pub async fn start(config: Config) -> anyhow::Result<Arc<App>> {
+        let kafka = Kafka::connect(&config.kafka)?;
+        let registry = Registry::start(Arc::clone(&kafka), &config.registry.topic)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot start the schema registry on kafka `{}`",
+                    config.kafka.bootstrap_servers
+                )
+            })?;
+        let catalog =
+            Arc::new(Catalog::load(&config.registry.schemas_dir, Arc::clone(&registry)).await?);
+        for noun in catalog.nouns() {
+            kafka.ensure_topic(noun, TopicKind::Events).await?;
+        }
+        kafka
+            .ensure_topic(&config.kafka.dead_letter_topic, TopicKind::Events)
+            .await?;
+        let publisher = Arc::new(Publisher::new(Arc::clone(&kafka), Arc::clone(&catalog)));
+
+        let plugins = match &config.plugins.dir {
+            Some(dir) => {
+                let runtime = Runtime::new(&config.plugins)?;
+                let plugins = runtime.load_dir(dir)?;
+                // The runtime owns the epoch ticker; it lives as long as the
+                // process does.
+                std::mem::forget(runtime);
+                plugins
+            }
+            None => Vec::new(),
+        };
+        for plugin in &plugins {
+            for noun in plugin.manifest().source_nouns() {
+                if !catalog.has_noun(&noun) {
+                    anyhow::bail!(
+                        "plugin `{}` reads noun `{noun}`, which has no schema",
+                        plugin.label()
+                    );
+                }
+            }
+        }
+        Ok(Arc::new(App {
+            config,
+            kafka,
+            registry,
+            catalog,
+            publisher,
+            plugins,
+        }))
+    }
+}
+
+/// Runs the host until `shutdown` completes: REST, gRPC, the registry API
+/// and every plugin pipeline. On shutdown the servers stop accepting, the
+/// pipelines stop after their current record, and the producer is flushed.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = App::start(config).await?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let http_listener = TcpListener::bind(app.config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on `http.listen` {}", app.config.http.listen))?;
+    let registry_listener = TcpListener::bind(app.config.registry.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on `registry.listen` {}",
+                app.config.registry.listen
+            )
+        })?;
+    let grpc_listener = TcpListener::bind(app.config.grpc.listen)
+        .await
+        .with_context(|| format!("cannot listen on `grpc.listen` {}", app.config.grpc.listen))?;
+    tracing::info!(
+        http = %app.config.http.listen,
+        grpc = %app.config.grpc.listen,
+        registry = %app.config.registry.listen,
+        plugins = app.plugins.len(),
+        "switchyard listening"
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let rest = rest::router(Arc::clone(&app));
+    tasks.spawn({
+        let stop = wait(shutdown_rx.clone());
+        async move {
+            axum::serve(http_listener, rest)
+                .with_graceful_shutdown(stop)
+                .await
+                .context("rest server failed")
+        }
+    });
+    let registry_api = registry::rest::router(Arc::clone(&app.registry));
+    tasks.spawn({
+        let stop = wait(shutdown_rx.clone());
+        async move {
+            axum::serve(registry_listener, registry_api)
+                .with_graceful_shutdown(stop)
+                .await
+                .context("registry server failed")
+        }
+    });
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(grpc::proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build grpc reflection")?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<grpc::proto::events_server::EventsServer<grpc::EventsService>>()
+        .await;
+    let events = grpc::events_service(Arc::clone(&app));
+    tasks.spawn({
+        let stop = wait(shutdown_rx.clone());
+        async move {
+            tonic::transport::Server::builder()
+                .add_service(health_service)
+                .add_service(reflection)
+                .add_service(events)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                    stop,
+                )
+                .await
+                .context("grpc server failed")
+        }
+    });
+    let context = Arc::new(pipeline::PipelineContext {
+        kafka: Arc::clone(&app.kafka),
+        registry: Arc::clone(&app.registry),
+        publisher: Arc::clone(&app.publisher),
+    });
+    for plugin in &app.plugins {
+        let context = Arc::clone(&context);
+        let plugin = Arc::clone(plugin);
+        let rx = shutdown_rx.clone();
+        tasks.spawn(async move {
+            pipeline::run(context, plugin, rx).await;
+            Ok(())
+        });
+    }
+
+    // Stop on the signal, or as soon as any server fails.
+    let failed = tokio::select! {
+        () = shutdown => None,
+        Some(joined) = tasks.join_next() => Some(joined),
+    };
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "some tasks did not stop within the grace period"
+        );
+        tasks.abort_all();
+    }
+    let kafka = Arc::clone(&app.kafka);
+    tokio::task::spawn_blocking(move || kafka.flush(SHUTDOWN_GRACE)).await?;
+    tracing::info!("stopped");
+    match failed {
+        Some(Ok(Err(error))) => Err(error),
+        Some(Err(join_error)) => Err(anyhow::anyhow!("a server task panicked: {join_error}")),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,336 @@
+//! Pipelines: each loaded plugin reads the events its manifest names, runs
+//! on each one, and its results are written back to Kafka.
+//!
+//! A router's destinations receive the unchanged record (same key, value and
+//! headers) plus a `switchyard-plugin` header. A transformer's events are
+//! validated and encoded like any published event, carrying `causationid`
+//! (the input's id), the input's `traceparent`, and `switchyard-plugin`.
+//!
+//! Delivery is at least once: a record's offset is committed only after
+//! every write it caused was acknowledged. A failure of the plugin sends the
+//! record to the dead-letter topic with headers naming the plugin, the
+//! failure class and the reason, and the partition moves on. A failure of
+//! Kafka is retried until it succeeds or the host shuts down; the offset is
+//! then not committed and the record is processed again after a restart.
+//! Exactly-once through Kafka transactions is not implemented yet; until it
+//! is, a crash between a write and its commit can repeat that write.
+//!
+//! Each pipeline is one consumer group (`switchyard.plugin.<name>`), so
+//! several host instances share the partitions, and events of one key are
+//! processed in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use tokio::sync::watch;
+
+use crate::envelope::{PLUGIN_HEADER, headers_plus};
+use crate::kafka::{Kafka, TopicKind};
+use crate::nvo::check_topic;
+use crate::plugin::{self, Failure, Output, Plugin};
+use crate::publish::{EventInput, Publisher};
+use crate::registry::Registry;
+use crate::subscribe;
+
+/// Dead-letter headers, all prefixed `switchyard-dlq-`.
+pub mod dlq {
+    /// `name@version` of the plugin that failed.
+    pub const PLUGIN: &str = "switchyard-dlq-plugin";
+    /// Failure class: `plugin-error`, `trap`, `timeout`, `out-of-memory`,
+    /// `invalid-output` or `undecodable`.
+    pub const CLASS: &str = "switchyard-dlq-class";
+    /// Human-readable reason.
+    pub const REASON: &str = "switchyard-dlq-reason";
+    /// Topic the record came from.
+    pub const TOPIC: &str = "switchyard-dlq-topic";
+    /// Partition it came from.
+    pub const PARTITION: &str = "switchyard-dlq-partition";
+    /// Offset it came from.
+    pub const OFFSET: &str = "switchyard-dlq-offset";
+}
+
+/// What a pipeline needs from the host.
+pub struct PipelineContext {
+    /// Kafka clients.
+    pub kafka: Arc<Kafka>,
+    /// Registry, to decode inputs.
+    pub registry: Arc<Registry>,
+    /// Publisher, for transformer outputs.
+    pub publisher: Arc<Publisher>,
+}
+
+/// Runs one plugin's pipeline until shutdown.
+pub async fn run(
+    ctx: Arc<PipelineContext>,
+    plugin: Arc<Plugin>,
+    mut shutdown_rx: watch::Receiver<bool>,
+) {
+    let group = format!("switchyard.plugin.{}", plugin.manifest().name);
+    let consumer: StreamConsumer = match ctx.kafka.consumer_config(&group).create() {
+        Ok(consumer) => consumer,
+        Err(error) => {
+            tracing::error!(plugin = plugin.label(), %error, "cannot create pipeline consumer; plugin not running");
+            return;
+        }
+    };
+    let topics = plugin.manifest().source_nouns();
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    if let Err(error) = consumer.subscribe(&topic_refs) {
+        tracing::error!(plugin = plugin.label(), %error, "cannot subscribe pipeline; plugin not running");
+        return;
+    }
+    tracing::info!(plugin = plugin.label(), group, topics = ?topics, "pipeline started");
+
+    loop {
+        let message = tokio::select! {
+            _ = shutdown_rx.changed() => break,
+            received = consumer.recv() => match received {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(plugin = plugin.label(), %error, "pipeline read failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+        };
+        let mut attempt = 0_u32;
+        loop {
+            match handle(&ctx, &plugin, &message).await {
+                Ok(()) => break,
+                Err(error) => {
+                    attempt += 1;
+                    tracing::warn!(
+                        plugin = plugin.label(),
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        attempt,
+                        error = %error,
+                        "pipeline write failed; retrying"
+                    );
+                    let backoff = Duration::from_millis(200 * u64::from(attempt.min(25)));
+                    tokio::select! {
+                        _ = shutdown_rx.changed() => {
+                            tracing::info!(plugin = plugin.label(), "pipeline stopped with an unfinished record; it will be processed again");
+                            return;
+                        }
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                }
+            }
+        }
+        if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
+            tracing::warn!(plugin = plugin.label(), %error, "offset commit failed; the record may be processed again");
+        }
+    }
+    tracing::info!(plugin = plugin.label(), "pipeline stopped");
+}
+
+/// Processes one record. `Err` means Kafka could not take the results and
+/// the record must be retried; plugin failures are handled (dead-lettered)
+/// and return `Ok`.
+async fn handle(
+    ctx: &PipelineContext,
+    plugin: &Arc<Plugin>,
+    message: &BorrowedMessage<'_>,
+) -> anyhow::Result<()> {
+    let delivered = match subscribe::decode(&ctx.registry, message) {
+        Ok(delivered) => delivered,
+        Err(reason) => {
+            // Not ours to judge unless the plugin would have received it.
+            return dead_letter(ctx, plugin, message, "undecodable", &reason).await;
+        }
+    };
+    if !plugin.manifest().accepts(&delivered.noun, &delivered.verb) {
+        return Ok(());
+    }
+    let event = plugin_event(message, &delivered);
+    let called = Arc::clone(plugin);
+    let result = tokio::task::spawn_blocking(move || called.call(&event)).await?;
+    let output = match result {
+        Ok(output) => output,
+        Err(failure) => {
+            tracing::warn!(plugin = plugin.label(), class = failure.class(), reason = %failure, id = %delivered.id, "plugin failed on event");
+            return dead_letter(ctx, plugin, message, failure.class(), &failure.to_string()).await;
+        }
+    };
+    match output {
+        Output::Destinations(topics) => {
+            if let Some(bad) = topics.iter().find(|topic| check_topic(topic).is_err()) {
+                let failure = Failure::InvalidOutput(format!(
+                    "destination `{}` is not a valid topic name",
+                    bad.escape_debug()
+                ));
+                return dead_letter(ctx, plugin, message, failure.class(), &failure.to_string())
+                    .await;
+            }
+            for topic in topics {
+                ctx.kafka.ensure_topic(&topic, TopicKind::Events).await?;
+                let headers = headers_plus(
+                    message.headers(),
+                    &[(PLUGIN_HEADER, plugin.label().as_bytes())],
+                );
+                ctx.kafka
+                    .produce(
+                        &topic,
+                        message.key().unwrap_or_default(),
+                        message.payload().unwrap_or_default(),
+                        headers,
+                    )
+                    .await?;
+                tracing::debug!(plugin = plugin.label(), id = %delivered.id, topic, "routed");
+            }
+        }
+        Output::Events(events) => {
+            let mut prepared = Vec::with_capacity(events.len());
+            for (index, emitted) in events.into_iter().enumerate() {
+                let object = match serde_json::from_str(&emitted.object) {
+                    Ok(object) => object,
+                    Err(error) => {
+                        let failure = Failure::InvalidOutput(format!(
+                            "event {index} has an object that is not JSON: {error}"
+                        ));
+                        return dead_letter(
+                            ctx,
+                            plugin,
+                            message,
+                            failure.class(),
+                            &failure.to_string(),
+                        )
+                        .await;
+                    }
+                };
+                let mut extensions = vec![
+                    (
+                        "causationid".to_string(),
+                        Some(delivered.id.clone().into_bytes()),
+                    ),
+                    (
+                        PLUGIN_HEADER.to_string(),
+                        Some(plugin.label().as_bytes().to_vec()),
+                    ),
+                ];
+                if let Some(traceparent) = header_value(message, "traceparent") {
+                    extensions.push(("traceparent".to_string(), Some(traceparent)));
+                }
+                let input = EventInput {
+                    noun: emitted.noun,
+                    verb: emitted.verb,
+                    key: emitted.key,
+                    object,
+                    source: Some(format!("/switchyard/plugin/{}", plugin.manifest().name)),
+                    extensions,
+                    ..EventInput::default()
+                };
+                match ctx.publisher.prepare(input) {
+                    Ok(ready) => prepared.push(ready),
+                    Err(error) => {
+                        let failure = Failure::InvalidOutput(format!("event {index}: {error}"));
+                        return dead_letter(
+                            ctx,
+                            plugin,
+                            message,
+                            failure.class(),
+                            &failure.to_string(),
+                        )
+                        .await;
+                    }
+                }
+            }
+            let count = prepared.len();
+            for ready in prepared {
+                ctx.publisher.send(ready).await?;
+            }
+            tracing::debug!(plugin = plugin.label(), id = %delivered.id, count, "transformed");
+        }
+    }
+    Ok(())
+}
+
+fn header_value(message: &BorrowedMessage<'_>, name: &str) -> Option<Vec<u8>> {
+    use rdkafka::message::Headers;
+    message
+        .headers()?
+        .iter()
+        .find(|header| header.key == name)
+        .and_then(|header| header.value.map(<[u8]>::to_vec))
+}
+
+fn plugin_event(
+    message: &BorrowedMessage<'_>,
+    delivered: &subscribe::DeliveredEvent,
+) -> plugin::Event {
+    use rdkafka::message::Headers;
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|header| plugin::Header {
+                    name: header.key.to_string(),
+                    value: header.value.unwrap_or_default().to_vec(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    plugin::Event {
+        metadata: plugin::Metadata {
+            id: delivered.id.clone(),
+            noun: delivered.noun.clone(),
+            verb: delivered.verb.clone(),
+            key: delivered.key.clone(),
+            time: delivered.time.clone(),
+            source: delivered.source.clone(),
+            headers,
+            position: Some(plugin::Position {
+                topic: message.topic().to_string(),
+                partition: message.partition(),
+                offset: message.offset(),
+            }),
+        },
+        object: delivered.object.to_string(),
+    }
+}
+
+/// Writes the original record, unchanged, to the dead-letter topic with
+/// headers that say who failed, how and why.
+async fn dead_letter(
+    ctx: &PipelineContext,
+    plugin: &Plugin,
+    message: &BorrowedMessage<'_>,
+    class: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let topic = ctx.kafka.config().dead_letter_topic.clone();
+    ctx.kafka.ensure_topic(&topic, TopicKind::Events).await?;
+    let partition = message.partition().to_string();
+    let offset = message.offset().to_string();
+    let headers = headers_plus(
+        message.headers(),
+        &[
+            (dlq::PLUGIN, plugin.label().as_bytes()),
+            (dlq::CLASS, class.as_bytes()),
+            (dlq::REASON, reason.as_bytes()),
+            (dlq::TOPIC, message.topic().as_bytes()),
+            (dlq::PARTITION, partition.as_bytes()),
+            (dlq::OFFSET, offset.as_bytes()),
+        ],
+    );
+    ctx.kafka
+        .produce(
+            &topic,
+            message.key().unwrap_or_default(),
+            message.payload().unwrap_or_default(),
+            headers,
+        )
+        .await?;
+    tracing::info!(
+        plugin = plugin.label(),
+        class,
+        reason,
+        topic,
+        "event dead-lettered"
+    );
+    Ok(())
+}

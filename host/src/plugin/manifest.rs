@@ -1,0 +1,152 @@
+//! A plugin's manifest: the `<name>.toml` beside each `<name>.wasm`.
+//!
+//! ```toml
+//! name = "portal-router"
+//! version = "0.1.0"
+//! kind = "router"                      # router | transformer
+//! description = "claim statuses to each provider's portal topic"
+//! owner = "claims-portal"
+//! source = ["claim.status-changed"]    # `noun.verb` patterns, verb may be `*`
+//!
+//! [config]                             # passed to every call
+//! prefix = "portal.provider"
+//! ```
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use serde::Deserialize;
+
+use crate::nvo::{Noun, Verb};
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Picks destination topics.
+    Router,
+    /// Turns one event into zero or more.
+    Transformer,
+}
+
+impl Kind {
+    /// The WIT world name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Router => "router",
+            Kind::Transformer => "transformer",
+        }
+    }
+}
+
+/// The manifest.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Plugin name, lower kebab case; unique per host.
+    pub name: String,
+    /// Semantic version of this build.
+    pub version: String,
+    /// The world it implements.
+    pub kind: Kind,
+    /// What it does.
+    #[serde(default)]
+    pub description: String,
+    /// Team that owns it.
+    #[serde(default)]
+    pub owner: String,
+    /// Events it receives, as `noun.verb` patterns; the verb may be `*`.
+    pub source: Vec<String>,
+    /// Configuration handed to every call.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// Parses and checks a manifest.
+    pub fn parse(text: &str) -> anyhow::Result<Manifest> {
+        let manifest: Manifest = toml::from_str(text)?;
+        Noun::parse(&manifest.name).map_err(|error| anyhow::anyhow!("`name`: {}", error.detail))?;
+        if !is_semver(&manifest.version) {
+            bail!(
+                "`version` `{}` is not a semantic version such as `1.2.3`",
+                manifest.version
+            );
+        }
+        if manifest.source.is_empty() {
+            bail!("`source` is empty; list the `noun.verb` events the plugin receives");
+        }
+        for pattern in &manifest.source {
+            let Some((noun, verb)) = pattern.split_once('.') else {
+                bail!("`source` entry `{pattern}` is not `noun.verb`");
+            };
+            // The noun decides which topic is read, so it must be concrete.
+            Noun::parse(noun)
+                .map_err(|error| anyhow::anyhow!("`source` entry `{pattern}`: {}", error.detail))?;
+            if verb != "*" {
+                Verb::parse(verb).map_err(|error| {
+                    anyhow::anyhow!("`source` entry `{pattern}`: {}", error.detail)
+                })?;
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// The nouns (topics) the plugin reads.
+    pub fn source_nouns(&self) -> Vec<String> {
+        let mut nouns: Vec<String> = self
+            .source
+            .iter()
+            .filter_map(|pattern| pattern.split_once('.').map(|(noun, _)| noun.to_string()))
+            .collect();
+        nouns.sort();
+        nouns.dedup();
+        nouns
+    }
+
+    /// Whether an event of this noun and verb goes to the plugin.
+    pub fn accepts(&self, noun: &str, verb: &str) -> bool {
+        self.source
+            .iter()
+            .any(|pattern| crate::nvo::pattern_matches(pattern, noun, verb))
+    }
+}
+
+fn is_semver(version: &str) -> bool {
+    let core = version.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_router_manifest() {
+        let manifest = Manifest::parse(
+            "name = \"portal-router\"\nversion = \"0.1.0\"\nkind = \"router\"\nsource = [\"claim.status-changed\"]\n[config]\nprefix = \"p\"\n",
+        )
+        .unwrap();
+        assert_eq!(manifest.kind, Kind::Router);
+        assert!(manifest.accepts("claim", "status-changed"));
+        assert!(!manifest.accepts("claim", "other"));
+        assert_eq!(manifest.source_nouns(), vec!["claim"]);
+    }
+
+    #[test]
+    fn refuses_bad_manifests_with_the_key() {
+        let base = "name = \"x\"\nkind = \"router\"\nsource = [\"claim.*\"]\n";
+        let error = Manifest::parse(&format!("{base}version = \"1\"\n")).unwrap_err();
+        assert!(error.to_string().contains("`version`"));
+        let error = Manifest::parse(
+            "name = \"x\"\nversion = \"1.0.0\"\nkind = \"router\"\nsource = [\"*.x\"]\n",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("`source`"));
+        assert!(Manifest::parse(&format!("{base}version = \"1.0.0\"\nextra = 1\n")).is_err());
+    }
+}

@@ -1,0 +1,447 @@
+//! The plugin runtime: WebAssembly components that teams write, run by
+//! wasmtime with the component model.
+//!
+//! Every call is bounded. Time: an epoch ticker thread advances the engine's
+//! epoch every [`EPOCH_TICK`], and each call gets a deadline in ticks, so a
+//! plugin that loops forever is interrupted without ever calling the host.
+//! Memory: a limiter refuses linear-memory growth past the configured bytes
+//! and records that it did, so the failure is reported as out-of-memory
+//! rather than a generic trap. Output: a call may return at most
+//! [`MAX_OUTPUTS`] destinations or events. Capabilities: the WASI context
+//! has no preopened directories, no environment, no arguments, closed stdin,
+//! discarded stdout/stderr, and no network addresses or name lookups.
+//!
+//! A call never panics the host: a plugin error, a trap, a timeout or memory
+//! exhaustion all come back as a [`Failure`] with a class and a reason, which
+//! the pipeline sends to the dead-letter topic.
+//!
+//! Known limits, for now: each call instantiates a fresh instance from a
+//! pre-instantiated component (correct and isolated, not the fastest), and
+//! compiled code is kept in memory only, so a restart compiles again. The
+//! clock is still granted through WASI.
+
+pub mod bindings;
+pub mod manifest;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::config::PluginsConfig;
+pub use bindings::{ConfigEntry, Emitted, Event, Header, Metadata, PluginError, Position};
+pub use manifest::{Kind, Manifest};
+
+/// How often the epoch advances. Deadlines are rounded up to whole ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Most destinations or events one call may return. Defends against a
+/// plugin that fans one event out into an unbounded flood.
+pub const MAX_OUTPUTS: usize = 1_000;
+
+/// Longest log message a plugin may write, in bytes; longer ones are cut.
+pub const MAX_LOG_BYTES: usize = 4_096;
+
+/// Why a call failed. The class is stable and goes into dead-letter headers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The plugin returned an error on purpose.
+    #[error("plugin returned an error: {0}")]
+    PluginError(String),
+    /// The plugin trapped (a panic, a stack overflow, unreachable code).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The plugin ran past its deadline.
+    #[error("plugin ran longer than its {0} ms deadline")]
+    Timeout(u64),
+    /// The plugin tried to grow its memory past the limit.
+    #[error("plugin needed more than its {0} bytes of memory")]
+    OutOfMemory(usize),
+    /// The plugin returned something the host refuses (too many outputs, an
+    /// invalid topic, an object that fails its schema).
+    #[error("plugin output is invalid: {0}")]
+    InvalidOutput(String),
+}
+
+impl Failure {
+    /// Stable class name, used in dead-letter headers and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Failure::PluginError(_) => "plugin-error",
+            Failure::Trap(_) => "trap",
+            Failure::Timeout(_) => "timeout",
+            Failure::OutOfMemory(_) => "out-of-memory",
+            Failure::InvalidOutput(_) => "invalid-output",
+        }
+    }
+}
+
+/// What a successful call returned.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// A router's destination topics.
+    Destinations(Vec<String>),
+    /// A transformer's new events.
+    Events(Vec<Emitted>),
+}
+
+/// Store data of one call.
+struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    label: Arc<str>,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::LogHost for CallState {
+    fn emit(&mut self, level: bindings::Level, message: String, fields: Vec<(String, String)>) {
+        let mut message = message;
+        if message.len() > MAX_LOG_BYTES {
+            let mut cut = MAX_LOG_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let fields: String = fields
+            .iter()
+            .take(32)
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let plugin = &*self.label;
+        match level {
+            bindings::Level::Trace => tracing::trace!(plugin, fields, "{message}"),
+            bindings::Level::Debug => tracing::debug!(plugin, fields, "{message}"),
+            bindings::Level::Info => tracing::info!(plugin, fields, "{message}"),
+            bindings::Level::Warn => tracing::warn!(plugin, fields, "{message}"),
+            bindings::Level::Error => tracing::error!(plugin, fields, "{message}"),
+        }
+    }
+}
+
+impl bindings::router::switchyard::plugin::types::Host for CallState {}
+
+/// Refuses memory growth past a limit and remembers that it did.
+struct MemoryLimiter {
+    limit_bytes: usize,
+    denied: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit_bytes {
+            self.denied = true;
+            // Trapping instead of returning -1 from `memory.grow`: most
+            // guests abort on allocation failure anyway, and a trap gives a
+            // clear reason.
+            wasmtime::bail!("memory limit of {} bytes reached", self.limit_bytes);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// The compiled, linked exports of one plugin.
+enum Pre {
+    Router(bindings::router::RouterPre<CallState>),
+    Transformer(bindings::transformer::TransformerPre<CallState>),
+}
+
+/// A loaded plugin, ready to call from any thread.
+pub struct Plugin {
+    manifest: Manifest,
+    label: Arc<str>,
+    pre: Pre,
+    engine: Engine,
+    timeout: Duration,
+    memory_limit_bytes: usize,
+}
+
+/// The engine and the linker that every plugin shares.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    config: PluginsConfig,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Creates the engine, starts the epoch ticker and links the host
+    /// imports (deny-by-default WASI and `switchyard:plugin/log`).
+    pub fn new(config: &PluginsConfig) -> anyhow::Result<Runtime> {
+        let mut engine_config = wasmtime::Config::new();
+        engine_config.wasm_component_model(true);
+        engine_config.epoch_interruption(true);
+        let engine = Engine::new(&engine_config)
+            .map_err(anyhow::Error::from)
+            .context("cannot create the wasm engine")?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.clone();
+        let ticker_stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("plugin-epoch".to_string())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .context("cannot start the epoch ticker")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("cannot link wasi")?;
+        bindings::router::switchyard::plugin::log::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(anyhow::Error::from)
+        .context("cannot link `switchyard:plugin/log`")?;
+        bindings::router::switchyard::plugin::types::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(anyhow::Error::from)
+        .context("cannot link `switchyard:plugin/types`")?;
+        Ok(Runtime {
+            engine,
+            linker,
+            config: config.clone(),
+            stop,
+        })
+    }
+
+    /// Compiles and links a component for its declared world. Fails with a
+    /// reason when the bytes are not a component, when it imports something
+    /// the host does not grant, or when it does not export the world's
+    /// functions.
+    pub fn load(&self, manifest: Manifest, wasm: &[u8]) -> anyhow::Result<Plugin> {
+        let label: Arc<str> = format!("{}@{}", manifest.name, manifest.version).into();
+        let component = Component::new(&self.engine, wasm)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("plugin `{label}` is not a valid webassembly component"))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!("plugin `{label}` imports something the host does not grant")
+            })?;
+        let pre = match manifest.kind {
+            Kind::Router => Pre::Router(
+                bindings::router::RouterPre::new(instance_pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| {
+                        format!("plugin `{label}` does not implement the `router` world")
+                    })?,
+            ),
+            Kind::Transformer => Pre::Transformer(
+                bindings::transformer::TransformerPre::new(instance_pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| {
+                        format!("plugin `{label}` does not implement the `transformer` world")
+                    })?,
+            ),
+        };
+        let plugin = Plugin {
+            manifest,
+            label,
+            pre,
+            engine: self.engine.clone(),
+            timeout: Duration::from_millis(self.config.call_timeout_ms),
+            memory_limit_bytes: self.config.memory_limit_bytes,
+        };
+        // Instantiating once proves the start-up code runs within limits.
+        let mut store = plugin.new_store();
+        match &plugin.pre {
+            Pre::Router(pre) => pre.instantiate(&mut store).map(drop),
+            Pre::Transformer(pre) => pre.instantiate(&mut store).map(drop),
+        }
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("plugin `{}` cannot be instantiated", plugin.label))?;
+        Ok(plugin)
+    }
+
+    /// Loads every `<name>.wasm` with a `<name>.toml` manifest in a folder.
+    pub fn load_dir(&self, dir: &Path) -> anyhow::Result<Vec<Arc<Plugin>>> {
+        let mut wasm_files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read plugin folder `{}`", dir.display()))?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        wasm_files.sort();
+        let mut plugins: Vec<Arc<Plugin>> = Vec::new();
+        for wasm_file in wasm_files {
+            let manifest_file = wasm_file.with_extension("toml");
+            let text = std::fs::read_to_string(&manifest_file).with_context(|| {
+                format!(
+                    "plugin `{}` has no manifest `{}`",
+                    wasm_file.display(),
+                    manifest_file.display()
+                )
+            })?;
+            let manifest = Manifest::parse(&text)
+                .with_context(|| format!("manifest `{}` is invalid", manifest_file.display()))?;
+            if plugins.iter().any(|p| p.manifest.name == manifest.name) {
+                anyhow::bail!(
+                    "two plugins in `{}` are named `{}`",
+                    dir.display(),
+                    manifest.name
+                );
+            }
+            let wasm = std::fs::read(&wasm_file)
+                .with_context(|| format!("cannot read `{}`", wasm_file.display()))?;
+            let started = Instant::now();
+            let plugin = self.load(manifest, &wasm)?;
+            tracing::info!(
+                plugin = %plugin.label,
+                kind = plugin.manifest.kind.as_str(),
+                compile_ms = started.elapsed().as_millis() as u64,
+                "plugin loaded"
+            );
+            plugins.push(Arc::new(plugin));
+        }
+        Ok(plugins)
+    }
+}
+
+impl Plugin {
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// `name@version`, as written into headers and logs.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn new_store(&self) -> Store<CallState> {
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            CallState {
+                wasi,
+                table: ResourceTable::new(),
+                limiter: MemoryLimiter {
+                    limit_bytes: self.memory_limit_bytes,
+                    denied: false,
+                },
+                label: Arc::clone(&self.label),
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        let ticks = self
+            .timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis())
+            .max(1) as u64;
+        store.set_epoch_deadline(ticks + 1);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn config_entries(&self) -> Vec<ConfigEntry> {
+        self.manifest
+            .config
+            .iter()
+            .map(|(name, value)| ConfigEntry {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+
+    /// Calls the plugin on one event. Blocking: run it on a blocking thread.
+    pub fn call(&self, event: &Event) -> Result<Output, Failure> {
+        let mut store = self.new_store();
+        let config = self.config_entries();
+        let result = match &self.pre {
+            Pre::Router(pre) => pre
+                .instantiate(&mut store)
+                .and_then(|router| router.call_route(&mut store, event, &config))
+                .map(|inner| inner.map(Output::Destinations)),
+            Pre::Transformer(pre) => pre
+                .instantiate(&mut store)
+                .and_then(|transformer| transformer.call_transform(&mut store, event, &config))
+                .map(|inner| inner.map(Output::Events)),
+        };
+        let output = match result {
+            Ok(Ok(output)) => output,
+            Ok(Err(error)) => {
+                let reason = match error {
+                    PluginError::InvalidEvent(reason) => format!("invalid event: {reason}"),
+                    PluginError::InvalidConfig(reason) => format!("invalid config: {reason}"),
+                    PluginError::Failed(reason) => reason,
+                };
+                return Err(Failure::PluginError(reason));
+            }
+            Err(error) => return Err(self.classify(&store, &error)),
+        };
+        let count = match &output {
+            Output::Destinations(topics) => topics.len(),
+            Output::Events(events) => events.len(),
+        };
+        if count > MAX_OUTPUTS {
+            return Err(Failure::InvalidOutput(format!(
+                "{count} outputs for one event, more than the {MAX_OUTPUTS} allowed"
+            )));
+        }
+        Ok(output)
+    }
+
+    fn classify(&self, store: &Store<CallState>, error: &wasmtime::Error) -> Failure {
+        if store.data().limiter.denied {
+            return Failure::OutOfMemory(self.memory_limit_bytes);
+        }
+        if let Some(trap) = error.downcast_ref::<Trap>()
+            && *trap == Trap::Interrupt
+        {
+            return Failure::Timeout(self.timeout.as_millis() as u64);
+        }
+        let mut reason = format!("{error:#}");
+        reason.truncate(reason.floor_char_boundary(1_000));
+        Failure::Trap(reason)
+    }
+}
