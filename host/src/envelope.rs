@@ -24,8 +24,13 @@ pub const SPEC_VERSION: &str = "1.0";
 /// Media type of a Confluent-framed Avro value.
 pub const AVRO_CONTENT_TYPE: &str = "application/avro";
 
-/// Header naming the plugin (and version) that produced or forwarded a record.
+/// Header naming the plugin (and version) that produced a record.
 pub const PLUGIN_HEADER: &str = "switchyard-plugin";
+
+/// Header naming the router plugin (and version) that forwarded a record to
+/// a destination. The record's other headers stay as they were, so a
+/// `switchyard-plugin` header still names whoever produced the event.
+pub const ROUTER_HEADER: &str = "switchyard-router";
 
 /// Longest event id a publisher may choose, in bytes.
 pub const MAX_ID_BYTES: usize = 128;

@@ -239,6 +239,11 @@ fn to_proto(delivery: Delivery) -> proto::Delivery {
                 partition: event.partition,
                 offset: event.offset,
                 object_json: event.object.to_string(),
+                extensions: event
+                    .extensions
+                    .into_iter()
+                    .map(|(name, value)| (name, value.as_str().unwrap_or_default().to_string()))
+                    .collect(),
             })),
         },
         Delivery::Undecodable { position, record } => proto::Delivery {

@@ -123,20 +123,43 @@ impl App {
     }
 }
 
-/// Runs the host until `shutdown` completes: REST, gRPC, the registry API
-/// and every plugin pipeline. On shutdown the servers stop accepting, the
-/// pipelines stop after their current record, and the producer is flushed.
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let app = App::start(config).await?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+/// A started host whose sockets are bound but not yet serving. Binding
+/// first lets callers (tests, the CLI) learn the real addresses when the
+/// config asks for port 0.
+pub struct Bound {
+    /// The shared state.
+    pub app: Arc<App>,
+    http: TcpListener,
+    grpc: TcpListener,
+    registry: TcpListener,
+}
 
-    let http_listener = TcpListener::bind(app.config.http.listen)
+impl Bound {
+    /// Address of the REST API.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.http.local_addr().expect("bound socket has an address")
+    }
+
+    /// Address of the gRPC API.
+    pub fn grpc_addr(&self) -> std::net::SocketAddr {
+        self.grpc.local_addr().expect("bound socket has an address")
+    }
+
+    /// Address of the schema registry API.
+    pub fn registry_addr(&self) -> std::net::SocketAddr {
+        self.registry
+            .local_addr()
+            .expect("bound socket has an address")
+    }
+}
+
+/// Starts the host (Kafka, registry, schemas, plugins) and binds its sockets.
+pub async fn bind(config: Config) -> anyhow::Result<Bound> {
+    let app = App::start(config).await?;
+    let http = TcpListener::bind(app.config.http.listen)
         .await
         .with_context(|| format!("cannot listen on `http.listen` {}", app.config.http.listen))?;
-    let registry_listener = TcpListener::bind(app.config.registry.listen)
+    let registry = TcpListener::bind(app.config.registry.listen)
         .await
         .with_context(|| {
             format!(
@@ -144,105 +167,137 @@ pub async fn run(
                 app.config.registry.listen
             )
         })?;
-    let grpc_listener = TcpListener::bind(app.config.grpc.listen)
+    let grpc = TcpListener::bind(app.config.grpc.listen)
         .await
         .with_context(|| format!("cannot listen on `grpc.listen` {}", app.config.grpc.listen))?;
-    tracing::info!(
-        http = %app.config.http.listen,
-        grpc = %app.config.grpc.listen,
-        registry = %app.config.registry.listen,
-        plugins = app.plugins.len(),
-        "switchyard listening"
-    );
-
-    let mut tasks = tokio::task::JoinSet::new();
-    let wait = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-
-    let rest = rest::router(Arc::clone(&app));
-    tasks.spawn({
-        let stop = wait(shutdown_rx.clone());
-        async move {
-            axum::serve(http_listener, rest)
-                .with_graceful_shutdown(stop)
-                .await
-                .context("rest server failed")
-        }
-    });
-    let registry_api = registry::rest::router(Arc::clone(&app.registry));
-    tasks.spawn({
-        let stop = wait(shutdown_rx.clone());
-        async move {
-            axum::serve(registry_listener, registry_api)
-                .with_graceful_shutdown(stop)
-                .await
-                .context("registry server failed")
-        }
-    });
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(grpc::proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("cannot build grpc reflection")?;
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<grpc::proto::events_server::EventsServer<grpc::EventsService>>()
-        .await;
-    let events = grpc::events_service(Arc::clone(&app));
-    tasks.spawn({
-        let stop = wait(shutdown_rx.clone());
-        async move {
-            tonic::transport::Server::builder()
-                .add_service(health_service)
-                .add_service(reflection)
-                .add_service(events)
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-                    stop,
-                )
-                .await
-                .context("grpc server failed")
-        }
-    });
-    let context = Arc::new(pipeline::PipelineContext {
-        kafka: Arc::clone(&app.kafka),
-        registry: Arc::clone(&app.registry),
-        publisher: Arc::clone(&app.publisher),
-    });
-    for plugin in &app.plugins {
-        let context = Arc::clone(&context);
-        let plugin = Arc::clone(plugin);
-        let rx = shutdown_rx.clone();
-        tasks.spawn(async move {
-            pipeline::run(context, plugin, rx).await;
-            Ok(())
-        });
-    }
-
-    // Stop on the signal, or as soon as any server fails.
-    let failed = tokio::select! {
-        () = shutdown => None,
-        Some(joined) = tasks.join_next() => Some(joined),
-    };
-    tracing::info!("shutting down");
-    let _ = shutdown_tx.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
+    Ok(Bound {
+        app,
+        http,
+        grpc,
+        registry,
     })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            grace_s = SHUTDOWN_GRACE.as_secs(),
-            "some tasks did not stop within the grace period"
+}
+
+/// Runs the host until `shutdown` completes: REST, gRPC, the registry API
+/// and every plugin pipeline. On shutdown the servers stop accepting, the
+/// pipelines stop after their current record, and the producer is flushed.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    bind(config).await?.serve(shutdown).await
+}
+
+impl Bound {
+    /// Serves until `shutdown` completes; see [`run`].
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Bound {
+            app,
+            http: http_listener,
+            grpc: grpc_listener,
+            registry: registry_listener,
+        } = self;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        tracing::info!(
+            http = %http_listener.local_addr()?,
+            grpc = %grpc_listener.local_addr()?,
+            registry = %registry_listener.local_addr()?,
+            plugins = app.plugins.len(),
+            "switchyard listening"
         );
-        tasks.abort_all();
-    }
-    let kafka = Arc::clone(&app.kafka);
-    tokio::task::spawn_blocking(move || kafka.flush(SHUTDOWN_GRACE)).await?;
-    tracing::info!("stopped");
-    match failed {
-        Some(Ok(Err(error))) => Err(error),
-        Some(Err(join_error)) => Err(anyhow::anyhow!("a server task panicked: {join_error}")),
-        _ => Ok(()),
+
+        let mut tasks = tokio::task::JoinSet::new();
+        let wait = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        let rest = rest::router(Arc::clone(&app));
+        tasks.spawn({
+            let stop = wait(shutdown_rx.clone());
+            async move {
+                axum::serve(http_listener, rest)
+                    .with_graceful_shutdown(stop)
+                    .await
+                    .context("rest server failed")
+            }
+        });
+        let registry_api = registry::rest::router(Arc::clone(&app.registry));
+        tasks.spawn({
+            let stop = wait(shutdown_rx.clone());
+            async move {
+                axum::serve(registry_listener, registry_api)
+                    .with_graceful_shutdown(stop)
+                    .await
+                    .context("registry server failed")
+            }
+        });
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(grpc::proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("cannot build grpc reflection")?;
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<grpc::proto::events_server::EventsServer<grpc::EventsService>>()
+            .await;
+        let events = grpc::events_service(Arc::clone(&app));
+        tasks.spawn({
+            let stop = wait(shutdown_rx.clone());
+            async move {
+                tonic::transport::Server::builder()
+                    .add_service(health_service)
+                    .add_service(reflection)
+                    .add_service(events)
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                        stop,
+                    )
+                    .await
+                    .context("grpc server failed")
+            }
+        });
+        let context = Arc::new(pipeline::PipelineContext {
+            kafka: Arc::clone(&app.kafka),
+            registry: Arc::clone(&app.registry),
+            publisher: Arc::clone(&app.publisher),
+        });
+        for plugin in &app.plugins {
+            let context = Arc::clone(&context);
+            let plugin = Arc::clone(plugin);
+            let rx = shutdown_rx.clone();
+            tasks.spawn(async move {
+                pipeline::run(context, plugin, rx).await;
+                Ok(())
+            });
+        }
+
+        // Stop on the signal, or as soon as any server fails.
+        let failed = tokio::select! {
+            () = shutdown => None,
+            Some(joined) = tasks.join_next() => Some(joined),
+        };
+        tracing::info!("shutting down");
+        let _ = shutdown_tx.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "some tasks did not stop within the grace period"
+            );
+            tasks.abort_all();
+        }
+        let kafka = Arc::clone(&app.kafka);
+        tokio::task::spawn_blocking(move || kafka.flush(SHUTDOWN_GRACE)).await?;
+        tracing::info!("stopped");
+        match failed {
+            Some(Ok(Err(error))) => Err(error),
+            Some(Err(join_error)) => Err(anyhow::anyhow!("a server task panicked: {join_error}")),
+            _ => Ok(()),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! on each one, and its results are written back to Kafka.
 //!
 //! A router's destinations receive the unchanged record (same key, value and
-//! headers) plus a `switchyard-plugin` header. A transformer's events are
+//! headers) plus a `switchyard-router` header. A transformer's events are
 //! validated and encoded like any published event, carrying `causationid`
 //! (the input's id), the input's `traceparent`, and `switchyard-plugin`.
 //!
@@ -26,7 +26,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::watch;
 
-use crate::envelope::{PLUGIN_HEADER, headers_plus};
+use crate::envelope::{PLUGIN_HEADER, ROUTER_HEADER, headers_plus};
 use crate::kafka::{Kafka, TopicKind};
 use crate::nvo::check_topic;
 use crate::plugin::{self, Failure, Output, Plugin};
@@ -169,7 +169,7 @@ async fn handle(
                 ctx.kafka.ensure_topic(&topic, TopicKind::Events).await?;
                 let headers = headers_plus(
                     message.headers(),
-                    &[(PLUGIN_HEADER, plugin.label().as_bytes())],
+                    &[(ROUTER_HEADER, plugin.label().as_bytes())],
                 );
                 ctx.kafka
                     .produce(

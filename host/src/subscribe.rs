@@ -128,6 +128,9 @@ pub struct DeliveredEvent {
     pub offset: i64,
     /// The object, decoded from Avro.
     pub object: serde_json::Value,
+    /// Extension headers (`traceparent`, `causationid`, `switchyard-plugin`,
+    /// …) as text, first value of each name.
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A record on the topic that is not a readable Switchyard event. It is
@@ -325,6 +328,17 @@ pub fn decode(
         .ok_or_else(|| format!("schema id {schema_id} is not in the registry"))?;
     let object = avro::decode_exact(&schema.schema, body)
         .map_err(|e| format!("avro body does not match schema {schema_id}: {e}"))?;
+    let mut extensions = serde_json::Map::new();
+    for (name, value) in &envelope.extensions {
+        if let Some(value) = value
+            && !extensions.contains_key(name)
+        {
+            extensions.insert(
+                name.clone(),
+                String::from_utf8_lossy(value).into_owned().into(),
+            );
+        }
+    }
     Ok(DeliveredEvent {
         id: envelope.id.clone(),
         event_type: envelope.event_type(),
@@ -338,6 +352,7 @@ pub fn decode(
         partition: message.partition(),
         offset: message.offset(),
         object,
+        extensions,
     })
 }
 

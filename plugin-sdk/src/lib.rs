@@ -60,11 +60,13 @@ pub mod transformer {
 }
 
 pub use router::Guest as Router;
+pub use router::export_router;
 pub use router::switchyard::plugin::log::Level;
 pub use router::switchyard::plugin::types::{
     ConfigEntry, Emitted, Event, Header, Metadata, PluginError, Position,
 };
 pub use transformer::Guest as Transformer;
+pub use transformer::export_transformer;
 
 impl Event {
     /// Reads the event's object into any `serde` type.

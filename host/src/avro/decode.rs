@@ -173,6 +173,8 @@ struct Decoder<'s> {
 }
 
 impl Decoder<'_> {
+    /// Decodes node `id`. Kept small because it is on the recursion path (see
+    /// the encoder's `value`).
     fn value(
         &self,
         id: NodeId,
@@ -180,10 +182,122 @@ impl Decoder<'_> {
         path: &Path<'_>,
         depth: usize,
     ) -> Result<Value, DecodeError> {
-        let err = |kind| DecodeError::at(path, kind);
         if depth > MAX_DEPTH {
-            return Err(err(DecodeErrorKind::TooDeep(MAX_DEPTH)));
+            return Err(DecodeError::at(path, DecodeErrorKind::TooDeep(MAX_DEPTH)));
         }
+        match &self.schema.node(id).kind {
+            NodeKind::Array(items) => self.array(*items, input, path, depth),
+            NodeKind::Map(values) => self.map(*values, input, path, depth),
+            NodeKind::Record(r) => {
+                let mut out = Map::new();
+                for f in &r.fields {
+                    let v = self.value(f.schema, input, &Path::Field(path, &f.name), depth + 1)?;
+                    out.insert(f.name.clone(), v);
+                }
+                Ok(Value::Object(out))
+            }
+            NodeKind::Union(branches) => self.union(branches, input, path, depth),
+            _ => self.scalar(id, input, path),
+        }
+    }
+
+    fn array(
+        &self,
+        items: NodeId,
+        input: &mut &[u8],
+        path: &Path<'_>,
+        depth: usize,
+    ) -> Result<Value, DecodeError> {
+        let err = |kind| DecodeError::at(path, kind);
+        let mut out = Vec::new();
+        let zero_size = self.schema.is_zero_size(items);
+        loop {
+            let count = self.block_count(input, path)?;
+            if count == 0 {
+                break;
+            }
+            // Each item takes at least one byte unless it is zero-size;
+            // either way the count is bounded before we loop on it.
+            let limit = if zero_size {
+                MAX_ZERO_SIZE_ITEMS.saturating_sub(out.len() as u64)
+            } else {
+                input.len() as u64
+            };
+            if count > limit {
+                return Err(err(DecodeErrorKind::LengthTooLarge(count as i64)));
+            }
+            out.reserve(count.min(input.len() as u64) as usize);
+            for _ in 0..count {
+                let i = out.len();
+                out.push(self.value(items, input, &Path::Index(path, i), depth + 1)?);
+            }
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn map(
+        &self,
+        values: NodeId,
+        input: &mut &[u8],
+        path: &Path<'_>,
+        depth: usize,
+    ) -> Result<Value, DecodeError> {
+        let err = |kind| DecodeError::at(path, kind);
+        let mut out = Map::new();
+        loop {
+            let count = self.block_count(input, path)?;
+            if count == 0 {
+                break;
+            }
+            // Every entry has at least a one-byte key length.
+            if count > input.len() as u64 {
+                return Err(err(DecodeErrorKind::LengthTooLarge(count as i64)));
+            }
+            for _ in 0..count {
+                let key = read_bytes(input).map_err(err)?;
+                let key =
+                    std::str::from_utf8(key).map_err(|_| err(DecodeErrorKind::InvalidUtf8))?;
+                let v = self.value(values, input, &Path::Key(path, key), depth + 1)?;
+                out.insert(key.to_owned(), v);
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn union(
+        &self,
+        branches: &[NodeId],
+        input: &mut &[u8],
+        path: &Path<'_>,
+        depth: usize,
+    ) -> Result<Value, DecodeError> {
+        let index = read_long(input).map_err(|k| DecodeError::at(path, k))?;
+        let chosen = usize::try_from(index)
+            .ok()
+            .filter(|&i| i < branches.len())
+            .ok_or_else(|| {
+                DecodeError::at(
+                    path,
+                    DecodeErrorKind::InvalidUnionIndex {
+                        index,
+                        count: branches.len(),
+                    },
+                )
+            })?;
+        let v = self.value(branches[chosen], input, path, depth + 1)?;
+        Ok(if union_needs_wrapper(self.schema, branches, chosen, &v) {
+            let mut m = Map::new();
+            m.insert(self.schema.node(branches[chosen]).type_name().to_owned(), v);
+            Value::Object(m)
+        } else {
+            v
+        })
+    }
+
+    /// Leaf types.
+    #[inline(never)]
+    fn scalar(&self, id: NodeId, input: &mut &[u8], path: &Path<'_>) -> Result<Value, DecodeError> {
+        let err = |kind| DecodeError::at(path, kind);
         let node = self.schema.node(id);
         Ok(match &node.kind {
             NodeKind::Null => Value::Null,
@@ -281,80 +395,8 @@ impl Decoder<'_> {
                     })?;
                 Value::String(symbol.clone())
             }
-            NodeKind::Array(items) => {
-                let mut out = Vec::new();
-                let zero_size = self.schema.is_zero_size(*items);
-                loop {
-                    let count = self.block_count(input, path)?;
-                    if count == 0 {
-                        break;
-                    }
-                    // Each item takes at least one byte unless it is zero-size;
-                    // either way the count is bounded before we loop on it.
-                    let limit = if zero_size {
-                        MAX_ZERO_SIZE_ITEMS.saturating_sub(out.len() as u64)
-                    } else {
-                        input.len() as u64
-                    };
-                    if count > limit {
-                        return Err(err(DecodeErrorKind::LengthTooLarge(count as i64)));
-                    }
-                    out.reserve(count.min(input.len() as u64) as usize);
-                    for _ in 0..count {
-                        let i = out.len();
-                        out.push(self.value(*items, input, &Path::Index(path, i), depth + 1)?);
-                    }
-                }
-                Value::Array(out)
-            }
-            NodeKind::Map(values) => {
-                let mut out = Map::new();
-                loop {
-                    let count = self.block_count(input, path)?;
-                    if count == 0 {
-                        break;
-                    }
-                    // Every entry has at least a one-byte key length.
-                    if count > input.len() as u64 {
-                        return Err(err(DecodeErrorKind::LengthTooLarge(count as i64)));
-                    }
-                    for _ in 0..count {
-                        let key = read_bytes(input).map_err(err)?;
-                        let key = std::str::from_utf8(key)
-                            .map_err(|_| err(DecodeErrorKind::InvalidUtf8))?;
-                        let v = self.value(*values, input, &Path::Key(path, key), depth + 1)?;
-                        out.insert(key.to_owned(), v);
-                    }
-                }
-                Value::Object(out)
-            }
-            NodeKind::Record(r) => {
-                let mut out = Map::new();
-                for f in &r.fields {
-                    let v = self.value(f.schema, input, &Path::Field(path, &f.name), depth + 1)?;
-                    out.insert(f.name.clone(), v);
-                }
-                Value::Object(out)
-            }
-            NodeKind::Union(branches) => {
-                let index = read_long(input).map_err(err)?;
-                let chosen = usize::try_from(index)
-                    .ok()
-                    .filter(|&i| i < branches.len())
-                    .ok_or_else(|| {
-                        err(DecodeErrorKind::InvalidUnionIndex {
-                            index,
-                            count: branches.len(),
-                        })
-                    })?;
-                let v = self.value(branches[chosen], input, path, depth + 1)?;
-                if union_needs_wrapper(self.schema, branches, chosen, &v) {
-                    let mut m = Map::new();
-                    m.insert(self.schema.node(branches[chosen]).type_name().to_owned(), v);
-                    Value::Object(m)
-                } else {
-                    v
-                }
+            NodeKind::Array(_) | NodeKind::Map(_) | NodeKind::Record(_) | NodeKind::Union(_) => {
+                unreachable!("containers are dispatched by `value`")
             }
         })
     }

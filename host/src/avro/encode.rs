@@ -95,6 +95,9 @@ pub(crate) fn union_needs_wrapper(
     }
     branches[..chosen].iter().any(|&b| {
         scratch.clear();
+        if !enc.may_accept(b, value) {
+            return false;
+        }
         enc.value(b, value, &Path::Root, 0, &mut scratch).is_ok()
     })
 }
@@ -176,6 +179,9 @@ fn decimal_text(path: &Path<'_>, v: &Value) -> Result<String, EncodeError> {
 }
 
 impl Encoder<'_> {
+    /// Encodes `v` as node `id`. Kept small and free of scalar temporaries
+    /// because it is on the recursion path: in debug builds a fat frame here
+    /// would overflow a 2 MiB thread stack well before `MAX_DEPTH`.
     fn value(
         &self,
         id: NodeId,
@@ -190,6 +196,63 @@ impl Encoder<'_> {
                 format!("value is nested deeper than {MAX_DEPTH} levels"),
             ));
         }
+        match (&self.schema.node(id).kind, v) {
+            (NodeKind::Array(items), Value::Array(vs)) => self.array(*items, vs, path, depth, out),
+            (NodeKind::Map(values), Value::Object(m)) => self.map(*values, m, path, depth, out),
+            (NodeKind::Record(r), Value::Object(m)) => self.record(r, m, path, depth, out),
+            (NodeKind::Union(branches), _) => self.union(branches, v, path, depth, out),
+            _ => self.scalar(id, v, path, out),
+        }
+    }
+
+    fn array(
+        &self,
+        items: NodeId,
+        vs: &[Value],
+        path: &Path<'_>,
+        depth: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        if !vs.is_empty() {
+            write_long(out, vs.len() as i64);
+            for (i, item) in vs.iter().enumerate() {
+                self.value(items, item, &Path::Index(path, i), depth + 1, out)
+                    .map_err(EncodeError::deep)?;
+            }
+        }
+        out.push(0);
+        Ok(())
+    }
+
+    fn map(
+        &self,
+        values: NodeId,
+        m: &Map<String, Value>,
+        path: &Path<'_>,
+        depth: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        if !m.is_empty() {
+            write_long(out, m.len() as i64);
+            for (k, item) in m {
+                write_bytes(out, k.as_bytes());
+                self.value(values, item, &Path::Key(path, k), depth + 1, out)
+                    .map_err(EncodeError::deep)?;
+            }
+        }
+        out.push(0);
+        Ok(())
+    }
+
+    /// Leaf types, plus containers given the wrong JSON kind.
+    #[inline(never)]
+    fn scalar(
+        &self,
+        id: NodeId,
+        v: &Value,
+        path: &Path<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         let node = self.schema.node(id);
         let logical = match self.mode {
             Mode::Plain => node.logical,
@@ -347,40 +410,9 @@ impl Encoder<'_> {
                 },
                 other => Err(mismatch(path, expected, other)),
             },
-            NodeKind::Array(items) => match v {
-                Value::Array(vs) => {
-                    if !vs.is_empty() {
-                        write_long(out, vs.len() as i64);
-                        for (i, item) in vs.iter().enumerate() {
-                            self.value(*items, item, &Path::Index(path, i), depth + 1, out)
-                                .map_err(EncodeError::deep)?;
-                        }
-                    }
-                    out.push(0);
-                    Ok(())
-                }
-                other => Err(mismatch(path, expected, other)),
-            },
-            NodeKind::Map(values) => match v {
-                Value::Object(m) => {
-                    if !m.is_empty() {
-                        write_long(out, m.len() as i64);
-                        for (k, item) in m {
-                            write_bytes(out, k.as_bytes());
-                            self.value(*values, item, &Path::Key(path, k), depth + 1, out)
-                                .map_err(EncodeError::deep)?;
-                        }
-                    }
-                    out.push(0);
-                    Ok(())
-                }
-                other => Err(mismatch(path, expected, other)),
-            },
-            NodeKind::Record(r) => match v {
-                Value::Object(m) => self.record(r, m, path, depth, out),
-                other => Err(mismatch(path, expected, other)),
-            },
-            NodeKind::Union(branches) => self.union(branches, v, path, depth, out),
+            NodeKind::Array(_) | NodeKind::Map(_) | NodeKind::Record(_) | NodeKind::Union(_) => {
+                Err(mismatch(path, expected, v))
+            }
         }
     }
 
@@ -447,6 +479,34 @@ impl Encoder<'_> {
         Ok(())
     }
 
+    /// Cheap pre-filter for union branch selection: `false` when the JSON
+    /// kind alone rules the branch out, which spares building (and throwing
+    /// away) an error for the common `["null", T]` case.
+    fn may_accept(&self, id: NodeId, v: &Value) -> bool {
+        let node = self.schema.node(id);
+        matches!(
+            (&node.kind, v),
+            (NodeKind::Null, Value::Null)
+                | (NodeKind::Boolean, Value::Bool(_))
+                | (
+                    NodeKind::Int
+                        | NodeKind::Long
+                        | NodeKind::Float
+                        | NodeKind::Double
+                        | NodeKind::Bytes
+                        | NodeKind::Fixed(_),
+                    Value::Number(_) | Value::String(_),
+                )
+                | (NodeKind::String | NodeKind::Enum(_), Value::String(_))
+                | (NodeKind::Array(_), Value::Array(_))
+                | (
+                    NodeKind::Map(_) | NodeKind::Record(_) | NodeKind::Fixed(_),
+                    Value::Object(_)
+                )
+                | (NodeKind::Union(_), _)
+        )
+    }
+
     /// The branch named by a single-key wrapper object, if `v` is one.
     fn wrapper<'v>(&self, branches: &[NodeId], v: &'v Value) -> Option<(usize, &'v Value)> {
         let Value::Object(m) = v else { return None };
@@ -493,6 +553,9 @@ impl Encoder<'_> {
         }
         let mut best: Option<EncodeError> = None;
         for (i, &b) in branches.iter().enumerate() {
+            if !self.may_accept(b, v) {
+                continue;
+            }
             let mark = out.len();
             write_long(out, i as i64);
             match self.value(b, v, path, depth + 1, out) {

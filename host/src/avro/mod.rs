@@ -18,6 +18,9 @@
 //! so a resolving decoder can later walk a writer and a reader arena side by
 //! side without changing the model.
 
+// Parsing untrusted bytes is exactly where unsafe shortcuts hurt most.
+#![forbid(unsafe_code)]
+
 mod container;
 mod decimal;
 mod decode;

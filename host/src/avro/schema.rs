@@ -372,7 +372,11 @@ impl Schema {
                     return Err(SchemaError::InvalidDefault {
                         field: field.name.clone(),
                         expected: self.node(field.schema).type_name().to_owned(),
-                        reason: e.to_string(),
+                        reason: if e.path() == "$" {
+                            e.message().to_owned()
+                        } else {
+                            format!("{} at `{}`", e.message(), e.path())
+                        },
                     });
                 }
             }

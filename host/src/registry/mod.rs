@@ -169,8 +169,21 @@ impl Registry {
         let high = {
             let topic = topic.to_string();
             let probe: BaseConsumer = kafka.consumer_config("switchyard-registry").create()?;
+            // A topic created a moment ago may not have a leader yet, so
+            // the first fetches can fail; retry for a while.
             tokio::task::spawn_blocking(move || {
-                probe.fetch_watermarks(&topic, 0, Duration::from_secs(10))
+                let mut attempt = 0;
+                loop {
+                    match probe.fetch_watermarks(&topic, 0, Duration::from_secs(5)) {
+                        Ok(marks) => return Ok(marks),
+                        Err(error) if attempt < 40 => {
+                            attempt += 1;
+                            tracing::debug!(topic, %error, attempt, "waiting for the schemas topic leader");
+                            std::thread::sleep(Duration::from_millis(250));
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
             })
             .await??
             .1

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what Switchyard's build, demo and tests need on a fresh machine.
+# Idempotent and quick when everything is already there.
+#
+# - Debian packages: protobuf-compiler (tonic's build), cmake and friends
+#   (librdkafka's build), maven and a JDK (Kafka from Maven Central).
+# - The Rust target wasm32-wasip2 (plugins).
+# - A Python virtualenv with Confluent's client and fastavro (independent
+#   wire-format checks), under $SWITCHYARD_CACHE/venv.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
+mkdir -p "$CACHE"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+need_apt=()
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v mvn >/dev/null || need_apt+=(maven)
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v make >/dev/null || need_apt+=(build-essential)
+if ((${#need_apt[@]})); then
+  log "installing debian packages: ${need_apt[*]}"
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  log "cargo is missing: install Rust with rustup first"
+  exit 1
+fi
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  log "adding the rust target wasm32-wasip2"
+  rustup target add wasm32-wasip2 >&2
+fi
+
+VENV="$CACHE/venv"
+REQUIREMENTS="$ROOT/tests/python/requirements.txt"
+if [[ ! -x "$VENV/bin/python" ]] || ! cmp -s "$REQUIREMENTS" "$VENV/.requirements"; then
+  log "creating the python virtualenv in $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  cp "$REQUIREMENTS" "$VENV/.requirements"
+fi

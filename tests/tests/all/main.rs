@@ -1,0 +1,10 @@
+//! Integration tests against the real local stack (`scripts/stack.sh up`).
+//! One binary, so the host and the plugins are built and linked once.
+
+mod bad_input;
+mod outage;
+mod registry;
+mod resume;
+mod round_trip;
+mod wire;
+mod x12;
