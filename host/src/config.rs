@@ -19,7 +19,7 @@ use serde::Deserialize;
 pub const ENV_PREFIX: &str = "SWITCHYARD__";
 
 /// The whole host configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// REST API.
@@ -193,19 +193,6 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Text,
             filter: "info".to_string(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            http: HttpConfig::default(),
-            grpc: GrpcConfig::default(),
-            kafka: KafkaConfig::default(),
-            registry: RegistryConfig::default(),
-            plugins: PluginsConfig::default(),
-            log: LogConfig::default(),
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum Code {
     InvalidPosition,
     /// The requested thing does not exist.
     NotFound,
+    /// The path exists but not with this HTTP method.
+    MethodNotAllowed,
     /// Kafka did not acknowledge in time or is unreachable.
     KafkaUnavailable,
     /// The schema registry could not be reached or answered an error.
@@ -57,6 +59,7 @@ impl Code {
             Code::BatchTooLarge => "batch-too-large",
             Code::InvalidPosition => "invalid-position",
             Code::NotFound => "not-found",
+            Code::MethodNotAllowed => "method-not-allowed",
             Code::KafkaUnavailable => "kafka-unavailable",
             Code::RegistryUnavailable => "registry-unavailable",
             Code::Internal => "internal",
@@ -75,6 +78,7 @@ impl Code {
             Code::BatchTooLarge => "batch too large",
             Code::InvalidPosition => "invalid stream position",
             Code::NotFound => "not found",
+            Code::MethodNotAllowed => "method not allowed",
             Code::KafkaUnavailable => "kafka unavailable",
             Code::RegistryUnavailable => "schema registry unavailable",
             Code::Internal => "internal error",
@@ -89,6 +93,7 @@ impl Code {
                 StatusCode::BAD_REQUEST
             }
             Code::SchemaViolation => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::PayloadTooLarge | Code::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::KafkaUnavailable | Code::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,6 +111,7 @@ impl Code {
             Code::PayloadTooLarge | Code::BatchTooLarge => tonic::Code::OutOfRange,
             Code::KafkaUnavailable | Code::RegistryUnavailable => tonic::Code::Unavailable,
             Code::Internal => tonic::Code::Internal,
+            Code::MethodNotAllowed => tonic::Code::Unimplemented,
         }
     }
 }

@@ -193,6 +193,21 @@ impl Kafka {
         }
     }
 
+    /// Names of every topic in the cluster.
+    pub async fn topics(&self) -> anyhow::Result<Vec<String>> {
+        let config = self.consumer_config("switchyard-metadata");
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create()?;
+            let metadata = consumer.fetch_metadata(None, Duration::from_secs(5))?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .map(|topic| topic.name().to_string())
+                .collect())
+        })
+        .await?
+    }
+
     /// Partition ids of a topic, or an error if it does not exist.
     pub async fn partitions(&self, topic: &str) -> anyhow::Result<Vec<i32>> {
         let config = self.consumer_config("switchyard-metadata");
@@ -206,7 +221,11 @@ impl Kafka {
             if let Some(error) = found.error() {
                 anyhow::bail!("topic `{topic}`: {:?}", RDKafkaErrorCode::from(error));
             }
-            Ok(found.partitions().iter().map(|p| p.id()).collect())
+            Ok(found
+                .partitions()
+                .iter()
+                .map(rdkafka::metadata::MetadataPartition::id)
+                .collect())
         })
         .await?
     }

@@ -6,6 +6,7 @@
 //! | POST | `/v1/events:batch` | publish a batch; per-entry results in order |
 //! | GET | `/v1/nouns/{noun}/events` | SSE stream of a noun's events |
 //! | GET | `/v1/topics/{topic}/events` | SSE stream of any topic (e.g. a portal stream) |
+//! | GET | `/v1/topics` | topic names, optionally by `prefix` |
 //! | GET | `/healthz` | liveness |
 //! | GET | `/openapi.json` | the OpenAPI document |
 //!
@@ -44,6 +45,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/events:batch", post(publish_batch))
         .route("/v1/nouns/{noun}/events", get(subscribe_noun))
         .route("/v1/topics/{topic}/events", get(subscribe_topic))
+        .route("/v1/topics", get(list_topics))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                Code::MethodNotAllowed,
+                "this path does not take that method; see `/openapi.json`",
+            )
+        })
         .fallback(|| async {
             ApiError::new(
                 Code::NotFound,
@@ -257,6 +265,40 @@ async fn publish_batch(
     Ok(Json(json!({"failed": failed, "results": results})).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicsQuery {
+    #[serde(default)]
+    prefix: Option<String>,
+}
+
+async fn list_topics(
+    State(app): State<Arc<App>>,
+    query: Result<Query<TopicsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::new(
+            Code::MalformedRequest,
+            format!("query is not valid: {}", rejection.body_text()),
+        )
+    })?;
+    let mut topics = app.kafka.topics().await.map_err(|error| {
+        tracing::warn!(error = format!("{error:#}"), "cannot list topics");
+        ApiError::new(
+            Code::KafkaUnavailable,
+            "kafka did not answer; retry shortly",
+        )
+        .with_retry_after(Duration::from_secs(1))
+    })?;
+    // Internal topics (`__consumer_offsets`, `_schemas`) are not streams.
+    topics.retain(|topic| !topic.starts_with('_'));
+    if let Some(prefix) = &query.prefix {
+        topics.retain(|topic| topic.starts_with(prefix.as_str()));
+    }
+    topics.sort();
+    Ok(Json(json!({"topics": topics})).into_response())
+}
+
 /// Query of a subscription.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -310,7 +352,12 @@ async fn subscribe_sse(
             format!("query is not valid: {}", rejection.body_text()),
         )
     })?;
-    let start = match headers.get("last-event-id") {
+    // An empty `Last-Event-ID` is what a browser sends before it has seen an
+    // id; it means "no position", like a missing header.
+    let last_event_id = headers
+        .get("last-event-id")
+        .filter(|value| !value.is_empty());
+    let start = match last_event_id {
         Some(value) => {
             let text = value.to_str().map_err(|_| {
                 ApiError::new(

@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use switchyard_tests::{SseReader, post_json, shared_data, shared_host, unique};
 
 /// (file, [(claim id, status category, status code)]) read off the files.
-const EXPECTED: &[(&str, &[(&str, &str, &str)])] = &[
+/// A claim status as (claim id, status category, status code).
+type Status = (&'static str, &'static str, &'static str);
+
+const EXPECTED: &[(&str, &[Status])] = &[
     (
         "lfh__277__claim-level-status.277",
         &[
@@ -79,7 +82,7 @@ async fn every_277_sample_yields_the_statuses_a_reader_would_list() {
         .collect();
     assert_eq!(
         on_disk,
-        all_files.iter().map(|f| f.to_string()).collect(),
+        all_files.iter().map(ToString::to_string).collect(),
         "every sample file has expectations"
     );
     for file in &all_files {

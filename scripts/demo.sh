@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# README command 1: the claim-status demo on the sample X12 data.
+#
+# Installs what is missing, brings the local stack up, builds the host and
+# the plugins, starts the host, publishes every X12 277 file of
+# ../shared/data/x12/277 through the REST API and prints what the providers'
+# portal streams receive over SSE. The host stops at the end; the stack keeps
+# running (`scripts/stack.sh down` stops it).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+DATA="${1:-$ROOT/../shared/data/x12/277}"
+HTTP="${SWITCHYARD_DEMO_HTTP:-127.0.0.1:8080}"
+
+bash "$ROOT/scripts/setup.sh"
+bash "$ROOT/scripts/stack.sh" up
+
+echo "demo: building the host and the plugins (the first build takes several minutes)" >&2
+(cd "$ROOT" && cargo build --quiet -p switchyard)
+PLUGINS="$(bash "$ROOT/scripts/build-plugins.sh")"
+
+mkdir -p "$ROOT/.stack"
+cat >"$ROOT/.stack/demo.toml" <<TOML
+[http]
+listen = "$HTTP"
+
+[registry]
+schemas_dir = "$ROOT/schemas"
+
+[plugins]
+dir = "$PLUGINS"
+TOML
+
+"$CARGO_TARGET_DIR/debug/switchyard" serve --config "$ROOT/.stack/demo.toml" >"$ROOT/.stack/demo-host.log" 2>&1 &
+HOST_PID=$!
+trap 'kill "$HOST_PID" 2>/dev/null; wait "$HOST_PID" 2>/dev/null || true' EXIT
+
+for _ in $(seq 1 120); do
+  if curl -fsS "http://$HTTP/healthz" >/dev/null 2>&1; then
+    break
+  fi
+  if ! kill -0 "$HOST_PID" 2>/dev/null; then
+    echo "demo: the host stopped during start-up; its log:" >&2
+    tail -n 20 "$ROOT/.stack/demo-host.log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+echo "demo: host is up on http://$HTTP (log: .stack/demo-host.log)" >&2
+
+python3 "$ROOT/demo/portal_demo.py" "http://$HTTP" "$DATA"

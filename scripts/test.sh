@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# README command 2: every test.
+#
+# Installs what is missing, brings the local stack up (real Kafka on
+# loopback), then runs the unit tests, the plugin tests, the doc tests and the
+# integration tests against the stack. Nothing is skipped: if a service the
+# tests need cannot start, this fails.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+export SWITCHYARD_PYTHON="${SWITCHYARD_PYTHON:-$CACHE/venv/bin/python}"
+
+bash "$ROOT/scripts/setup.sh"
+bash "$ROOT/scripts/stack.sh" up
+
+cd "$ROOT"
+cargo test --workspace --all-targets --no-fail-fast
+cargo test --workspace --doc
