@@ -23,6 +23,9 @@ PLUGINS="$(bash "$ROOT/scripts/build-plugins.sh")"
 
 mkdir -p "$ROOT/.stack"
 cat >"$ROOT/.stack/demo.toml" <<TOML
+[kafka]
+bootstrap_servers = "127.0.0.1:${SWITCHYARD_KAFKA_PORT:-9092}"
+
 [http]
 listen = "$HTTP"
 

@@ -11,6 +11,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 export SWITCHYARD_PYTHON="${SWITCHYARD_PYTHON:-$CACHE/venv/bin/python}"
+# The tests talk to the broker that `stack.sh up` starts below.
+export SWITCHYARD_TEST_KAFKA="127.0.0.1:${SWITCHYARD_KAFKA_PORT:-9092}"
 
 bash "$ROOT/scripts/setup.sh"
 bash "$ROOT/scripts/stack.sh" up

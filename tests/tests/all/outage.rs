@@ -9,8 +9,15 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use switchyard_tests::{TestHost, repo_root, test_config};
 
-const PORT: u16 = 19092;
-const CONTROLLER_PORT: u16 = 19093;
+/// Ports of the test's own broker; override with
+/// `SWITCHYARD_TEST_OUTAGE_PORT` when running two test suites at once.
+fn ports() -> (u16, u16) {
+    let port = std::env::var("SWITCHYARD_TEST_OUTAGE_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(19092);
+    (port, port + 1)
+}
 
 fn stack(command: &str, dir: &std::path::Path) {
     let status = Command::new("bash")
@@ -54,7 +61,7 @@ async fn kafka_down_gives_503_quickly_and_recovers() {
     .await
     .unwrap();
 
-    let mut config = test_config(&format!("127.0.0.1:{PORT}"));
+    let mut config = test_config(&format!("127.0.0.1:{}", ports().0));
     config.plugins.dir = None;
     config.kafka.publish_timeout_ms = 3_000;
     let host = tokio::task::spawn_blocking(move || TestHost::start(config).unwrap())
@@ -158,7 +165,7 @@ async fn kafka_down_gives_503_quickly_and_recovers() {
 
     // Nothing half-published: the topic holds every acknowledged event, and
     // only those (a `stored: maybe` failure may have landed; nothing else).
-    let records = read_all(&format!("127.0.0.1:{PORT}"), "claim").await;
+    let records = read_all(&format!("127.0.0.1:{}", ports().0), "claim").await;
     for id in &acknowledged {
         assert!(
             records.iter().any(|(rid, _)| rid == id),
