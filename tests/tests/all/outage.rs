@@ -24,11 +24,8 @@ fn stack(command: &str, dir: &std::path::Path) {
         .arg(repo_root().join("scripts/stack.sh"))
         .arg(command)
         .env("SWITCHYARD_STACK_DIR", dir)
-        .env("SWITCHYARD_KAFKA_PORT", PORT.to_string())
-        .env(
-            "SWITCHYARD_KAFKA_CONTROLLER_PORT",
-            CONTROLLER_PORT.to_string(),
-        )
+        .env("SWITCHYARD_KAFKA_PORT", ports().0.to_string())
+        .env("SWITCHYARD_KAFKA_CONTROLLER_PORT", ports().1.to_string())
         .status()
         .expect("stack script runs");
     assert!(status.success(), "scripts/stack.sh {command} failed");
