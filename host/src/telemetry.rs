@@ -1,6 +1,8 @@
 //! Logging set-up. Structured `tracing` events, as text for people or JSON
 //! for log pipelines. OpenTelemetry export and metrics are not wired yet.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -13,6 +15,7 @@ pub fn init(config: &LogConfig) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match config.format {
         LogFormat::Text => builder.try_init(),

@@ -142,3 +142,82 @@ async fn a_malformed_last_event_id_is_refused() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["code"], "invalid-position");
 }
+
+#[tokio::test]
+async fn grpc_resume_from_a_position_has_no_gap_and_no_duplicate() {
+    use switchyard::grpc::proto;
+    use switchyard::grpc::proto::events_client::EventsClient;
+
+    let host = shared_host();
+    let key = unique("G");
+    let mut client = EventsClient::connect(format!("http://{}", host.grpc))
+        .await
+        .unwrap();
+    let request = |start| proto::SubscribeRequest {
+        target: Some(proto::subscribe_request::Target::Noun("claim".into())),
+        verbs: vec![],
+        key: key.clone(),
+        start: Some(start),
+    };
+    let mut stream = client
+        .subscribe(request(proto::subscribe_request::Start::Latest(true)))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+
+    let mut published = Vec::new();
+    for n in 0..4 {
+        published.push(publish(host, &key, n).await);
+    }
+    let mut seen = Vec::new();
+    let mut position = String::new();
+    while seen.len() < 2 {
+        let delivery = stream.message().await.unwrap().unwrap();
+        if let Some(proto::delivery::Kind::Event(event)) = delivery.kind {
+            seen.push(event.id);
+            position = delivery.position;
+        }
+    }
+    drop(stream);
+    for n in 4..6 {
+        published.push(publish(host, &key, n).await);
+    }
+
+    let mut resumed = client
+        .subscribe(request(proto::subscribe_request::Start::After(
+            position.clone(),
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = resumed.message().await.unwrap().unwrap();
+    assert_eq!(first.position, position);
+    while seen.len() < published.len() {
+        let delivery = tokio::time::timeout(Duration::from_secs(15), resumed.message())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .unwrap();
+        if let Some(proto::delivery::Kind::Event(event)) = delivery.kind {
+            assert!(!seen.contains(&event.id), "duplicate {}", event.id);
+            seen.push(event.id);
+        }
+    }
+    // One key, one partition: the order is the publish order.
+    assert_eq!(seen, published);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), resumed.message())
+            .await
+            .is_err(),
+        "nothing more arrives"
+    );
+
+    let status = client
+        .subscribe(request(proto::subscribe_request::Start::After(
+            "nonsense".into(),
+        )))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+}
