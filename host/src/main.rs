@@ -22,12 +22,76 @@ enum Command {
         #[arg(long, short, env = "SWITCHYARD_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Works with WebAssembly plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Checks a config file and prints the effective configuration.
     CheckConfig {
         /// Config file (TOML).
         #[arg(long, short, env = "SWITCHYARD_CONFIG")]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Runs a plugin on events from a JSON file, without Kafka, and prints
+    /// one JSON result per event. Exit code 0 when every call succeeded, 3
+    /// when some failed, 2 when the plugin or the file cannot be used.
+    Test {
+        /// The component (`.wasm`).
+        wasm: PathBuf,
+        /// JSON array of events: `{"noun", "verb", "key", "object"}`.
+        #[arg(long, short)]
+        events: PathBuf,
+        /// The manifest; default: the `.toml` beside the component.
+        #[arg(long, short)]
+        manifest: Option<PathBuf>,
+        /// Deadline of one call, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// Memory limit of one instance, in bytes.
+        #[arg(long, default_value_t = 64 * 1024 * 1024)]
+        memory_limit_bytes: usize,
+    },
+}
+
+fn plugin_test(
+    wasm: &std::path::Path,
+    events: &std::path::Path,
+    manifest: Option<&std::path::Path>,
+    timeout_ms: u64,
+    memory_limit_bytes: usize,
+) -> ExitCode {
+    use switchyard::plugin::harness;
+    let config = switchyard::config::PluginsConfig {
+        dir: None,
+        call_timeout_ms: timeout_ms,
+        memory_limit_bytes,
+    };
+    let plugin = match harness::load(&config, wasm, manifest) {
+        Ok(plugin) => plugin,
+        Err(error) => {
+            eprintln!("switchyard: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let events = match harness::read_events(events) {
+        Ok(events) => events,
+        Err(error) => {
+            eprintln!("switchyard: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let (results, all_ok) = harness::run(&plugin, events);
+    for result in results {
+        println!("{result}");
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
 }
 
 fn main() -> ExitCode {
@@ -61,6 +125,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Plugin(PluginCommand::Test {
+            wasm,
+            events,
+            manifest,
+            timeout_ms,
+            memory_limit_bytes,
+        }) => plugin_test(
+            &wasm,
+            &events,
+            manifest.as_deref(),
+            timeout_ms,
+            memory_limit_bytes,
+        ),
         Command::CheckConfig { config } => {
             match switchyard::config::Config::load(config.as_deref()) {
                 Ok(config) => {

@@ -21,6 +21,7 @@
 //! clock is still granted through WASI.
 
 pub mod bindings;
+pub mod harness;
 pub mod manifest;
 
 use std::path::{Path, PathBuf};
