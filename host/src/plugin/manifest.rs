@@ -8,8 +8,14 @@
 //! owner = "claims-portal"
 //! source = ["claim.status-changed"]    # `noun.verb` patterns, verb may be `*`
 //!
+//! grants = []                          # `clock` to see the real time
+//!
 //! [config]                             # passed to every call
 //! prefix = "portal.provider"
+//!
+//! [limits]                             # optional, never above the host's
+//! call_timeout_ms = 200
+//! memory_limit_bytes = 16777216
 //! ```
 
 use std::collections::BTreeMap;
@@ -60,6 +66,33 @@ pub struct Manifest {
     /// Configuration handed to every call.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Capabilities beyond the defaults.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    /// Tighter limits than the host's defaults (never looser).
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A capability a plugin may be granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Grant {
+    /// The real wall and monotonic clocks; without it the clock is frozen at
+    /// the Unix epoch.
+    Clock,
+}
+
+/// Per-plugin limits; each is capped by the host's configured maximum.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Deadline of one call, in milliseconds.
+    #[serde(default)]
+    pub call_timeout_ms: Option<u64>,
+    /// Memory of one instance, in bytes.
+    #[serde(default)]
+    pub memory_limit_bytes: Option<usize>,
 }
 
 impl Manifest {

@@ -15,10 +15,22 @@
 //! exhaustion all come back as a [`Failure`] with a class and a reason, which
 //! the pipeline sends to the dead-letter topic.
 //!
-//! Known limits, for now: each call instantiates a fresh instance from a
-//! pre-instantiated component (correct and isolated, not the fastest), and
-//! compiled code is kept in memory only, so a restart compiles again. The
-//! clock is still granted through WASI.
+//! Instances are reused: each plugin keeps a small pool of instantiated
+//! stores, and a call borrows one. An instance that trapped (or ran out of
+//! time or memory) is dropped, never re-entered, and the next call gets a
+//! fresh one from the pre-instantiated component. State a plugin keeps in
+//! its own memory between calls is therefore best effort: a plugin must not
+//! rely on it (aggregators get their state from the host).
+//!
+//! Clocks are granted only when the manifest lists `clock` in `grants`;
+//! otherwise the plugin sees a clock frozen at the Unix epoch, so its output
+//! cannot depend on when it ran. Random numbers are always available (language
+//! runtimes seed hash tables with them). Files, environment and network are
+//! never granted.
+//!
+//! Known limits, for now: compiled code is kept in memory only, so a restart
+//! compiles again, and instances use on-demand allocation rather than
+//! wasmtime's pooling allocator.
 
 pub mod bindings;
 pub mod harness;
@@ -26,7 +38,8 @@ pub mod manifest;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -137,6 +150,30 @@ impl bindings::LogHost for CallState {
 
 impl bindings::router::switchyard::plugin::types::Host for CallState {}
 
+/// The clock a plugin sees when it was not granted one: always the Unix
+/// epoch, so output cannot depend on when a call ran.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
 /// Refuses memory growth past a limit and remembers that it did.
 struct MemoryLimiter {
     limit_bytes: usize,
@@ -176,6 +213,58 @@ enum Pre {
     Transformer(bindings::transformer::TransformerPre<CallState>),
 }
 
+/// Most idle instances a plugin keeps for reuse. One per concurrent caller
+/// is enough; pipelines call one at a time per partition stream.
+pub const MAX_IDLE_INSTANCES: usize = 4;
+
+/// An instantiated plugin with its store, ready for a call.
+struct Instance {
+    store: Store<CallState>,
+    exports: Exports,
+}
+
+enum Exports {
+    Router(bindings::router::Router),
+    Transformer(bindings::transformer::Transformer),
+}
+
+/// Counters of one plugin, for the admin API and metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Calls made.
+    pub calls: AtomicU64,
+    /// Calls that returned a plugin error.
+    pub plugin_errors: AtomicU64,
+    /// Calls that trapped.
+    pub traps: AtomicU64,
+    /// Calls that ran past their deadline.
+    pub timeouts: AtomicU64,
+    /// Calls that exhausted their memory.
+    pub out_of_memory: AtomicU64,
+    /// Calls whose output the host refused.
+    pub invalid_outputs: AtomicU64,
+    /// Instances created (the first, plus one after every trap).
+    pub instances_created: AtomicU64,
+    /// Sum of call durations, in microseconds.
+    pub busy_micros: AtomicU64,
+}
+
+impl Stats {
+    fn record(&self, failure: Option<&Failure>, micros: u64) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.busy_micros.fetch_add(micros, Ordering::Relaxed);
+        let counter = match failure {
+            None => return,
+            Some(Failure::PluginError(_)) => &self.plugin_errors,
+            Some(Failure::Trap(_)) => &self.traps,
+            Some(Failure::Timeout(_)) => &self.timeouts,
+            Some(Failure::OutOfMemory(_)) => &self.out_of_memory,
+            Some(Failure::InvalidOutput(_)) => &self.invalid_outputs,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// A loaded plugin, ready to call from any thread.
 pub struct Plugin {
     manifest: Manifest,
@@ -184,6 +273,8 @@ pub struct Plugin {
     engine: Engine,
     timeout: Duration,
     memory_limit_bytes: usize,
+    idle: Mutex<Vec<Instance>>,
+    stats: Stats,
 }
 
 /// The engine and the linker that every plugin shares.
@@ -280,22 +371,39 @@ impl Runtime {
                     })?,
             ),
         };
+        let timeout_ms = manifest
+            .limits
+            .call_timeout_ms
+            .unwrap_or(self.config.call_timeout_ms)
+            .min(self.config.call_timeout_ms);
+        let memory_limit_bytes = manifest
+            .limits
+            .memory_limit_bytes
+            .unwrap_or(self.config.memory_limit_bytes)
+            .min(self.config.memory_limit_bytes);
         let plugin = Plugin {
             manifest,
             label,
             pre,
             engine: self.engine.clone(),
-            timeout: Duration::from_millis(self.config.call_timeout_ms),
-            memory_limit_bytes: self.config.memory_limit_bytes,
+            timeout: Duration::from_millis(timeout_ms),
+            memory_limit_bytes,
+            idle: Mutex::new(Vec::new()),
+            stats: Stats::default(),
         };
-        // Instantiating once proves the start-up code runs within limits.
-        let mut store = plugin.new_store();
-        match &plugin.pre {
-            Pre::Router(pre) => pre.instantiate(&mut store).map(drop),
-            Pre::Transformer(pre) => pre.instantiate(&mut store).map(drop),
-        }
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("plugin `{}` cannot be instantiated", plugin.label))?;
+        // Instantiating once proves the start-up code runs within limits;
+        // the instance is kept for the first call.
+        let instance = plugin.instantiate().map_err(|error| {
+            anyhow::anyhow!(
+                "plugin `{}` cannot be instantiated: {error:#}",
+                plugin.label
+            )
+        })?;
+        plugin
+            .idle
+            .lock()
+            .expect("idle instances lock")
+            .push(instance);
         Ok(plugin)
     }
 
@@ -354,16 +462,34 @@ impl Plugin {
         &self.label
     }
 
+    /// Counters of this plugin.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Deadline of one call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Memory limit of one instance, in bytes.
+    pub fn memory_limit_bytes(&self) -> usize {
+        self.memory_limit_bytes
+    }
+
     fn new_store(&self) -> Store<CallState> {
-        let wasi = WasiCtx::builder()
+        let mut builder = WasiCtx::builder();
+        builder
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if !self.manifest.grants.contains(&manifest::Grant::Clock) {
+            builder.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+        }
         let mut store = Store::new(
             &self.engine,
             CallState {
-                wasi,
+                wasi: builder.build(),
                 table: ResourceTable::new(),
                 limiter: MemoryLimiter {
                     limit_bytes: self.memory_limit_bytes,
@@ -373,14 +499,32 @@ impl Plugin {
             },
         );
         store.limiter(|state| &mut state.limiter);
+        self.arm_deadline(&mut store);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn arm_deadline(&self, store: &mut Store<CallState>) {
         let ticks = self
             .timeout
             .as_millis()
             .div_ceil(EPOCH_TICK.as_millis())
             .max(1) as u64;
+        // One extra tick: the ticker may advance right after arming.
         store.set_epoch_deadline(ticks + 1);
-        store.epoch_deadline_trap();
-        store
+    }
+
+    fn instantiate(&self) -> Result<Instance, Failure> {
+        let mut store = self.new_store();
+        let exports = match &self.pre {
+            Pre::Router(pre) => pre.instantiate(&mut store).map(Exports::Router),
+            Pre::Transformer(pre) => pre.instantiate(&mut store).map(Exports::Transformer),
+        };
+        self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
+        match exports {
+            Ok(exports) => Ok(Instance { store, exports }),
+            Err(error) => Err(self.classify(&store, &error)),
+        }
     }
 
     fn config_entries(&self) -> Vec<ConfigEntry> {
@@ -396,30 +540,48 @@ impl Plugin {
 
     /// Calls the plugin on one event. Blocking: run it on a blocking thread.
     pub fn call(&self, event: &Event) -> Result<Output, Failure> {
-        let mut store = self.new_store();
+        let started = Instant::now();
+        let result = self.call_inner(event);
+        let micros = started.elapsed().as_micros() as u64;
+        self.stats.record(result.as_ref().err(), micros);
+        result
+    }
+
+    fn call_inner(&self, event: &Event) -> Result<Output, Failure> {
+        let idle = self.idle.lock().expect("idle instances lock").pop();
+        let mut instance = match idle {
+            Some(instance) => instance,
+            None => self.instantiate()?,
+        };
+        instance.store.data_mut().limiter.denied = false;
+        self.arm_deadline(&mut instance.store);
         let config = self.config_entries();
-        let result = match &self.pre {
-            Pre::Router(pre) => pre
-                .instantiate(&mut store)
-                .and_then(|router| router.call_route(&mut store, event, &config))
+        let result = match &instance.exports {
+            Exports::Router(router) => router
+                .call_route(&mut instance.store, event, &config)
                 .map(|inner| inner.map(Output::Destinations)),
-            Pre::Transformer(pre) => pre
-                .instantiate(&mut store)
-                .and_then(|transformer| transformer.call_transform(&mut store, event, &config))
+            Exports::Transformer(transformer) => transformer
+                .call_transform(&mut instance.store, event, &config)
                 .map(|inner| inner.map(Output::Events)),
         };
-        let output = match result {
-            Ok(Ok(output)) => output,
-            Ok(Err(error)) => {
-                let reason = match error {
-                    PluginError::InvalidEvent(reason) => format!("invalid event: {reason}"),
-                    PluginError::InvalidConfig(reason) => format!("invalid config: {reason}"),
-                    PluginError::Failed(reason) => reason,
-                };
-                return Err(Failure::PluginError(reason));
-            }
-            Err(error) => return Err(self.classify(&store, &error)),
+        let inner = match result {
+            Ok(inner) => inner,
+            // A trapped instance is dropped here, never called again.
+            Err(error) => return Err(self.classify(&instance.store, &error)),
         };
+        {
+            let mut idle = self.idle.lock().expect("idle instances lock");
+            if idle.len() < MAX_IDLE_INSTANCES {
+                idle.push(instance);
+            }
+        }
+        let output = inner.map_err(|error| {
+            Failure::PluginError(match error {
+                PluginError::InvalidEvent(reason) => format!("invalid event: {reason}"),
+                PluginError::InvalidConfig(reason) => format!("invalid config: {reason}"),
+                PluginError::Failed(reason) => reason,
+            })
+        })?;
         let count = match &output {
             Output::Destinations(topics) => topics.len(),
             Output::Events(events) => events.len(),
