@@ -1,7 +1,8 @@
-//! Builds every plugin in `plugins/` for `wasm32-wasip2` and lays them out as
-//! a plugin folder (`<name>.wasm` beside `<name>.toml`), whose path the tests
-//! get as `SWITCHYARD_TEST_PLUGIN_DIR`. The plugins are the tests' fixtures,
-//! so a plugin that stops compiling fails the test build.
+//! Builds every Rust plugin in `plugins/` (the examples) and `tests/plugins/`
+//! (misbehaving fixtures) for `wasm32-wasip2` and lays each set out as a
+//! plugin folder (`<name>.wasm` beside `<name>.toml`), whose paths the tests
+//! get as `SWITCHYARD_TEST_PLUGIN_DIR` and `SWITCHYARD_TEST_FIXTURE_DIR`. A
+//! plugin that stops compiling fails the test build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,38 +25,65 @@ fn main() {
     let target_root =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let plugin_target = target_root.join("plugins-build");
-    let out = target_root.join("switchyard-test-plugins");
-    std::fs::create_dir_all(&out).expect("create plugin folder");
 
-    let mut plugins = Vec::new();
-    for entry in std::fs::read_dir(root.join("plugins")).expect("read plugins/") {
-        let dir = entry.expect("plugin entry").path();
-        if dir.join("plugin.toml").is_file() {
-            plugins.push(dir);
-        }
-    }
+    let examples = rust_plugins(&root.join("plugins"));
+    let fixtures = rust_plugins(&manifest_dir.join("plugins"));
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("plugins").display()
+    );
+    build(&root, &plugin_target, examples.iter().chain(&fixtures));
+
+    let examples_out = target_root.join("switchyard-test-plugins");
+    let fixtures_out = target_root.join("switchyard-test-fixtures");
+    lay_out(&plugin_target, &examples, &examples_out);
+    lay_out(&plugin_target, &fixtures, &fixtures_out);
+    println!(
+        "cargo:rustc-env=SWITCHYARD_TEST_PLUGIN_DIR={}",
+        examples_out.display()
+    );
+    println!(
+        "cargo:rustc-env=SWITCHYARD_TEST_FIXTURE_DIR={}",
+        fixtures_out.display()
+    );
+}
+
+/// Folders under `dir` that hold a Rust plugin: a `Cargo.toml` and a
+/// `plugin.toml`. Plugins in other languages have their own build scripts.
+fn rust_plugins(dir: &Path) -> Vec<PathBuf> {
+    let mut plugins: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    plugins.retain(|p| p.join("plugin.toml").is_file() && p.join("Cargo.toml").is_file());
     plugins.sort();
+    plugins
+}
 
+fn build<'a>(root: &Path, plugin_target: &Path, plugins: impl Iterator<Item = &'a PathBuf>) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(cargo);
     command
-        .current_dir(&root)
+        .current_dir(root)
         .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .env("CARGO_TARGET_DIR", &plugin_target)
+        .env("CARGO_TARGET_DIR", plugin_target)
         // Flags meant for the host build must not leak into the guest build.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET");
-    for dir in &plugins {
+    for dir in plugins {
         command.args(["-p", &crate_name(dir)]);
     }
     let status = command.status().expect("run cargo for the plugins");
     assert!(
         status.success(),
-        "building the plugins for wasm32-wasip2 failed; is the target installed (`rustup target add wasm32-wasip2`)?"
+        "building the plugins for wasm32-wasip2 failed: see the compiler output above (`scripts/setup.sh` installs the target)"
     );
+}
 
-    for dir in &plugins {
+/// Copies each plugin as `<name>.wasm` beside `<name>.toml`.
+fn lay_out(plugin_target: &Path, plugins: &[PathBuf], out: &Path) {
+    std::fs::create_dir_all(out).expect("create plugin folder");
+    for dir in plugins {
         let manifest = std::fs::read_to_string(dir.join("plugin.toml")).expect("read plugin.toml");
         let name = manifest
             .lines()
@@ -72,10 +100,6 @@ fn main() {
         std::fs::copy(dir.join("plugin.toml"), out.join(format!("{name}.toml")))
             .expect("copy manifest");
     }
-    println!(
-        "cargo:rustc-env=SWITCHYARD_TEST_PLUGIN_DIR={}",
-        out.display()
-    );
 }
 
 fn crate_name(dir: &Path) -> String {

@@ -58,6 +58,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// plugin that fans one event out into an unbounded flood.
 pub const MAX_OUTPUTS: usize = 1_000;
 
+/// Most bytes of text one call may return (destination names, or emitted
+/// objects and keys). Defends the host and Kafka against a plugin that
+/// turns one event into megabytes.
+pub const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
+
 /// Longest log message a plugin may write, in bytes; longer ones are cut.
 pub const MAX_LOG_BYTES: usize = 4_096;
 
@@ -582,13 +587,26 @@ impl Plugin {
                 PluginError::Failed(reason) => reason,
             })
         })?;
-        let count = match &output {
-            Output::Destinations(topics) => topics.len(),
-            Output::Events(events) => events.len(),
+        let (count, bytes) = match &output {
+            Output::Destinations(topics) => {
+                (topics.len(), topics.iter().map(String::len).sum::<usize>())
+            }
+            Output::Events(events) => (
+                events.len(),
+                events
+                    .iter()
+                    .map(|e| e.noun.len() + e.verb.len() + e.key.len() + e.object.len())
+                    .sum(),
+            ),
         };
         if count > MAX_OUTPUTS {
             return Err(Failure::InvalidOutput(format!(
                 "{count} outputs for one event, more than the {MAX_OUTPUTS} allowed"
+            )));
+        }
+        if bytes > MAX_OUTPUT_BYTES {
+            return Err(Failure::InvalidOutput(format!(
+                "{bytes} bytes of output for one event, more than the {MAX_OUTPUT_BYTES} allowed"
             )));
         }
         Ok(output)
@@ -603,7 +621,13 @@ impl Plugin {
         {
             return Failure::Timeout(self.timeout.as_millis() as u64);
         }
-        let mut reason = format!("{error:#}");
+        // The trap code is the reason; the wasm backtrace goes to the log,
+        // where an operator can read it, not into dead-letter headers.
+        tracing::debug!(plugin = %self.label, error = format!("{error:?}"), "plugin trap details");
+        let mut reason = match error.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => error.root_cause().to_string(),
+        };
         reason.truncate(reason.floor_char_boundary(1_000));
         Failure::Trap(reason)
     }

@@ -6,5 +6,6 @@ mod outage;
 mod registry;
 mod resume;
 mod round_trip;
+mod sandbox;
 mod wire;
 mod x12;
