@@ -182,6 +182,11 @@ async fn handle(
                 tracing::debug!(plugin = plugin.label(), id = %delivered.id, topic, "routed");
             }
         }
+        Output::Aggregate { .. } => {
+            let failure =
+                Failure::InvalidOutput("an aggregator cannot run in a pipeline yet".to_string());
+            return dead_letter(ctx, plugin, message, failure.class(), &failure.to_string()).await;
+        }
         Output::Events(events) => {
             let mut prepared = Vec::with_capacity(events.len());
             for (index, emitted) in events.into_iter().enumerate() {

@@ -59,11 +59,29 @@ pub mod transformer {
     });
 }
 
+/// Generated bindings of the `aggregator` world, sharing the router's types.
+#[allow(missing_docs, unsafe_code, clippy::all)]
+pub mod aggregator {
+    wit_bindgen::generate!({
+        world: "aggregator",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_aggregator",
+        default_bindings_module: "switchyard_plugin_sdk::aggregator",
+        with: {
+            "switchyard:plugin/types@0.1.0": crate::router::switchyard::plugin::types,
+            "switchyard:plugin/log@0.1.0": crate::router::switchyard::plugin::log,
+        },
+    });
+}
+
+pub use aggregator::Guest as Aggregator;
+pub use aggregator::export_aggregator;
 pub use router::Guest as Router;
 pub use router::export_router;
 pub use router::switchyard::plugin::log::Level;
 pub use router::switchyard::plugin::types::{
-    ConfigEntry, Emitted, Event, Header, Metadata, PluginError, Position,
+    AggregateResult, ConfigEntry, Emitted, Event, Header, Metadata, PluginError, Position,
 };
 pub use transformer::Guest as Transformer;
 pub use transformer::export_transformer;
@@ -136,6 +154,57 @@ impl Emitted {
             key: key.to_string(),
             object,
         })
+    }
+}
+
+impl AggregateResult {
+    /// Keeps `state` (any `serde` value) as the key's new state and emits
+    /// `emit`.
+    ///
+    /// ```
+    /// # use switchyard_plugin_sdk::*;
+    /// let result = AggregateResult::keep(&serde_json::json!({"count": 2}), vec![])?;
+    /// assert_eq!(result.state.as_deref(), Some(r#"{"count":2}"#));
+    /// # Ok::<(), PluginError>(())
+    /// ```
+    pub fn keep<T: serde::Serialize>(state: &T, emit: Vec<Emitted>) -> Result<Self, PluginError> {
+        let state = serde_json::to_string(state)
+            .map_err(|error| PluginError::Failed(format!("cannot serialize the state: {error}")))?;
+        Ok(AggregateResult {
+            state: Some(state),
+            emit,
+        })
+    }
+
+    /// Deletes the key's state (for instance when a claim is closed).
+    pub fn delete(emit: Vec<Emitted>) -> Self {
+        AggregateResult { state: None, emit }
+    }
+}
+
+/// Reads an aggregator's state argument into a `serde` type, or its default
+/// when the key has no state yet.
+///
+/// ```
+/// # use switchyard_plugin_sdk::*;
+/// #[derive(Default, serde::Deserialize)]
+/// struct Count { count: u64 }
+/// let fresh: Count = state_or_default(None)?;
+/// assert_eq!(fresh.count, 0);
+/// let known: Count = state_or_default(Some(r#"{"count":4}"#.to_string()))?;
+/// assert_eq!(known.count, 4);
+/// # Ok::<(), PluginError>(())
+/// ```
+pub fn state_or_default<T: serde::de::DeserializeOwned + Default>(
+    state: Option<String>,
+) -> Result<T, PluginError> {
+    match state {
+        None => Ok(T::default()),
+        Some(text) => serde_json::from_str(&text).map_err(|error| {
+            PluginError::Failed(format!(
+                "stored state does not have the expected shape: {error}"
+            ))
+        }),
     }
 }
 

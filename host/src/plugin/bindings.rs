@@ -25,7 +25,19 @@ pub mod transformer {
     });
 }
 
+/// The `aggregator` world.
+pub mod aggregator {
+    wasmtime::component::bindgen!({
+        world: "aggregator",
+        path: "../wit",
+        with: {
+            "switchyard:plugin/types": super::router::switchyard::plugin::types,
+            "switchyard:plugin/log": super::router::switchyard::plugin::log,
+        },
+    });
+}
+
 pub use router::switchyard::plugin::log::{Host as LogHost, Level};
 pub use router::switchyard::plugin::types::{
-    ConfigEntry, Emitted, Event, Header, Metadata, PluginError, Position,
+    AggregateResult, ConfigEntry, Emitted, Event, Header, Metadata, PluginError, Position,
 };

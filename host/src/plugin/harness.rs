@@ -76,9 +76,11 @@ pub fn read_events(path: &Path) -> anyhow::Result<Vec<TestEvent>> {
 
 /// Runs the plugin on each event; returns one JSON result per event and
 /// whether every call succeeded. Events whose type the manifest does not
-/// accept are reported as skipped, as a pipeline would skip them.
+/// accept are reported as skipped, as a pipeline would skip them. An
+/// aggregator's state is kept per key in memory, in file order.
 pub fn run(plugin: &Plugin, events: Vec<TestEvent>) -> (Vec<Value>, bool) {
     let mut all_ok = true;
+    let mut states: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let mut results = Vec::with_capacity(events.len());
     for (index, input) in events.into_iter().enumerate() {
         let event_type = format!("{}.{}", input.noun, input.verb);
@@ -117,23 +119,27 @@ pub fn run(plugin: &Plugin, events: Vec<TestEvent>) -> (Vec<Value>, bool) {
             },
             object: input.object.to_string(),
         };
+        let key = event.metadata.key.clone();
         let started = std::time::Instant::now();
-        let result = plugin.call(&event);
+        let result = plugin.call_with_state(&event, states.get(&key).map(String::as_str));
         let micros = started.elapsed().as_micros() as u64;
         let value = match result {
             Ok(Output::Destinations(topics)) => {
                 json!({"event": index, "type": event_type, "outcome": "ok", "micros": micros, "destinations": topics})
             }
             Ok(Output::Events(emitted)) => {
-                let emitted: Vec<Value> = emitted
-                    .into_iter()
-                    .map(|e| {
-                        let object = serde_json::from_str::<Value>(&e.object)
-                            .unwrap_or(Value::String(e.object));
-                        json!({"noun": e.noun, "verb": e.verb, "key": e.key, "object": object})
-                    })
-                    .collect();
-                json!({"event": index, "type": event_type, "outcome": "ok", "micros": micros, "events": emitted})
+                json!({"event": index, "type": event_type, "outcome": "ok", "micros": micros, "events": emitted_json(emitted)})
+            }
+            Ok(Output::Aggregate { state, events }) => {
+                let shown = state.as_deref().map(|s| {
+                    serde_json::from_str::<Value>(s).unwrap_or(Value::String(s.to_string()))
+                });
+                match state {
+                    Some(state) => states.insert(key, state),
+                    None => states.remove(&key),
+                };
+                json!({"event": index, "type": event_type, "outcome": "ok", "micros": micros,
+                    "state": shown, "events": emitted_json(events)})
             }
             Err(failure) => {
                 all_ok = false;
@@ -144,4 +150,15 @@ pub fn run(plugin: &Plugin, events: Vec<TestEvent>) -> (Vec<Value>, bool) {
         results.push(value);
     }
     (results, all_ok)
+}
+
+fn emitted_json(emitted: Vec<super::Emitted>) -> Vec<Value> {
+    emitted
+        .into_iter()
+        .map(|e| {
+            let object =
+                serde_json::from_str::<Value>(&e.object).unwrap_or(Value::String(e.object));
+            json!({"noun": e.noun, "verb": e.verb, "key": e.key, "object": object})
+        })
+        .collect()
 }

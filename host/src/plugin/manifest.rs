@@ -3,7 +3,7 @@
 //! ```toml
 //! name = "portal-router"
 //! version = "0.1.0"
-//! kind = "router"                      # router | transformer
+//! kind = "router"                      # router | transformer | aggregator
 //! description = "claim statuses to each provider's portal topic"
 //! owner = "claims-portal"
 //! source = ["claim.status-changed"]    # `noun.verb` patterns, verb may be `*`
@@ -33,6 +33,8 @@ pub enum Kind {
     Router,
     /// Turns one event into zero or more.
     Transformer,
+    /// Folds events into a state per key.
+    Aggregator,
 }
 
 impl Kind {
@@ -41,6 +43,7 @@ impl Kind {
         match self {
             Kind::Router => "router",
             Kind::Transformer => "transformer",
+            Kind::Aggregator => "aggregator",
         }
     }
 }

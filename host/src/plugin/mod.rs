@@ -48,7 +48,9 @@ use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::config::PluginsConfig;
-pub use bindings::{ConfigEntry, Emitted, Event, Header, Metadata, PluginError, Position};
+pub use bindings::{
+    AggregateResult, ConfigEntry, Emitted, Event, Header, Metadata, PluginError, Position,
+};
 pub use manifest::{Kind, Manifest};
 
 /// How often the epoch advances. Deadlines are rounded up to whole ticks.
@@ -107,6 +109,13 @@ pub enum Output {
     Destinations(Vec<String>),
     /// A transformer's new events.
     Events(Vec<Emitted>),
+    /// An aggregator's new state for the key (none: delete it) and events.
+    Aggregate {
+        /// New state as JSON, or none to delete the key's state.
+        state: Option<String>,
+        /// Events to publish.
+        events: Vec<Emitted>,
+    },
 }
 
 /// Store data of one call.
@@ -216,6 +225,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 enum Pre {
     Router(bindings::router::RouterPre<CallState>),
     Transformer(bindings::transformer::TransformerPre<CallState>),
+    Aggregator(bindings::aggregator::AggregatorPre<CallState>),
 }
 
 /// Most idle instances a plugin keeps for reuse. One per concurrent caller
@@ -231,6 +241,7 @@ struct Instance {
 enum Exports {
     Router(bindings::router::Router),
     Transformer(bindings::transformer::Transformer),
+    Aggregator(bindings::aggregator::Aggregator),
 }
 
 /// Counters of one plugin, for the admin API and metrics.
@@ -373,6 +384,13 @@ impl Runtime {
                     .map_err(anyhow::Error::from)
                     .with_context(|| {
                         format!("plugin `{label}` does not implement the `transformer` world")
+                    })?,
+            ),
+            Kind::Aggregator => Pre::Aggregator(
+                bindings::aggregator::AggregatorPre::new(instance_pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| {
+                        format!("plugin `{label}` does not implement the `aggregator` world")
                     })?,
             ),
         };
@@ -524,6 +542,7 @@ impl Plugin {
         let exports = match &self.pre {
             Pre::Router(pre) => pre.instantiate(&mut store).map(Exports::Router),
             Pre::Transformer(pre) => pre.instantiate(&mut store).map(Exports::Transformer),
+            Pre::Aggregator(pre) => pre.instantiate(&mut store).map(Exports::Aggregator),
         };
         self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
         match exports {
@@ -543,16 +562,23 @@ impl Plugin {
             .collect()
     }
 
-    /// Calls the plugin on one event. Blocking: run it on a blocking thread.
+    /// Calls a router or transformer on one event. Blocking: run it on a
+    /// blocking thread.
     pub fn call(&self, event: &Event) -> Result<Output, Failure> {
+        self.call_with_state(event, None)
+    }
+
+    /// Calls the plugin on one event; an aggregator also gets the key's
+    /// current state. Blocking: run it on a blocking thread.
+    pub fn call_with_state(&self, event: &Event, state: Option<&str>) -> Result<Output, Failure> {
         let started = Instant::now();
-        let result = self.call_inner(event);
+        let result = self.call_inner(event, state);
         let micros = started.elapsed().as_micros() as u64;
         self.stats.record(result.as_ref().err(), micros);
         result
     }
 
-    fn call_inner(&self, event: &Event) -> Result<Output, Failure> {
+    fn call_inner(&self, event: &Event, state: Option<&str>) -> Result<Output, Failure> {
         let idle = self.idle.lock().expect("idle instances lock").pop();
         let mut instance = match idle {
             Some(instance) => instance,
@@ -568,6 +594,14 @@ impl Plugin {
             Exports::Transformer(transformer) => transformer
                 .call_transform(&mut instance.store, event, &config)
                 .map(|inner| inner.map(Output::Events)),
+            Exports::Aggregator(aggregator) => aggregator
+                .call_aggregate(&mut instance.store, event, state, &config)
+                .map(|inner| {
+                    inner.map(|result| Output::Aggregate {
+                        state: result.state,
+                        events: result.emit,
+                    })
+                }),
         };
         let inner = match result {
             Ok(inner) => inner,
@@ -591,6 +625,14 @@ impl Plugin {
             Output::Destinations(topics) => {
                 (topics.len(), topics.iter().map(String::len).sum::<usize>())
             }
+            Output::Aggregate { state, events } => (
+                events.len(),
+                state.as_ref().map_or(0, String::len)
+                    + events
+                        .iter()
+                        .map(|e| e.noun.len() + e.verb.len() + e.key.len() + e.object.len())
+                        .sum::<usize>(),
+            ),
             Output::Events(events) => (
                 events.len(),
                 events
