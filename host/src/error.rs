@@ -38,6 +38,8 @@ pub enum Code {
     NotFound,
     /// The path exists but not with this HTTP method.
     MethodNotAllowed,
+    /// The request body's media type is not accepted.
+    UnsupportedMediaType,
     /// Kafka did not acknowledge in time or is unreachable.
     KafkaUnavailable,
     /// The schema registry could not be reached or answered an error.
@@ -60,6 +62,7 @@ impl Code {
             Code::InvalidPosition => "invalid-position",
             Code::NotFound => "not-found",
             Code::MethodNotAllowed => "method-not-allowed",
+            Code::UnsupportedMediaType => "unsupported-media-type",
             Code::KafkaUnavailable => "kafka-unavailable",
             Code::RegistryUnavailable => "registry-unavailable",
             Code::Internal => "internal",
@@ -79,6 +82,7 @@ impl Code {
             Code::InvalidPosition => "invalid stream position",
             Code::NotFound => "not found",
             Code::MethodNotAllowed => "method not allowed",
+            Code::UnsupportedMediaType => "unsupported media type",
             Code::KafkaUnavailable => "kafka unavailable",
             Code::RegistryUnavailable => "schema registry unavailable",
             Code::Internal => "internal error",
@@ -94,6 +98,7 @@ impl Code {
             }
             Code::SchemaViolation => StatusCode::UNPROCESSABLE_ENTITY,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::PayloadTooLarge | Code::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::KafkaUnavailable | Code::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,6 +117,7 @@ impl Code {
             Code::KafkaUnavailable | Code::RegistryUnavailable => tonic::Code::Unavailable,
             Code::Internal => tonic::Code::Internal,
             Code::MethodNotAllowed => tonic::Code::Unimplemented,
+            Code::UnsupportedMediaType => tonic::Code::InvalidArgument,
         }
     }
 }
@@ -121,6 +127,9 @@ impl fmt::Display for Code {
         f.write_str(self.as_str())
     }
 }
+
+/// Longest `detail` sent to a client, in bytes.
+pub const MAX_DETAIL_BYTES: usize = 512;
 
 /// Whether a failed publish may have left the event on Kafka. Clients use it
 /// to decide if a retry with the same event id is needed to be sure.
@@ -150,11 +159,18 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with a code and a detail sentence.
+    /// An error with a code and a detail sentence. Details longer than
+    /// [`MAX_DETAIL_BYTES`] are cut: they may echo client input, and gRPC
+    /// carries them in size-limited trailers.
     pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        let mut detail = detail.into();
+        if detail.len() > MAX_DETAIL_BYTES {
+            detail.truncate(detail.floor_char_boundary(MAX_DETAIL_BYTES - 3));
+            detail.push('…');
+        }
         ApiError {
             code,
-            detail: detail.into(),
+            detail,
             field: None,
             stored: None,
             retry_after: None,
@@ -261,7 +277,6 @@ impl From<ApiError> for tonic::Status {
 
         let mut details = ErrorDetails::new();
         let mut metadata = std::collections::HashMap::new();
-        metadata.insert("detail".to_string(), error.detail.clone());
         if let Some(stored) = error.stored {
             let stored = match stored {
                 Stored::No => "no",
@@ -314,6 +329,13 @@ mod tests {
         assert_eq!(body["field"], "$.payer.name");
         assert_eq!(body["stored"], "no");
         assert_eq!(body["type"], "urn:switchyard:problem:schema-violation");
+    }
+
+    #[test]
+    fn long_details_are_cut() {
+        let error = ApiError::new(Code::SchemaViolation, format!("bad value `{}`", "é".repeat(2_000)));
+        assert!(error.detail.len() <= MAX_DETAIL_BYTES);
+        assert!(error.detail.ends_with('…'));
     }
 
     #[test]

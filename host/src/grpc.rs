@@ -35,19 +35,22 @@ pub fn events_service(app: Arc<App>) -> EventsServer<EventsService> {
     EventsServer::new(EventsService { app }).max_decoding_message_size(limit.saturating_mul(2))
 }
 
-fn input(event: proto::EventInput, traceparent: Option<Vec<u8>>) -> Result<EventInput, ApiError> {
+fn input(event: proto::EventInput, trace: &[(String, Option<Vec<u8>>)]) -> Result<EventInput, ApiError> {
     let object = serde_json::from_str(&event.object_json).map_err(|error| {
-        ApiError::new(
-            Code::MalformedRequest,
-            format!("`object_json` is not valid JSON: {error}"),
-        )
-        .with_field("object_json")
-        .with_stored(Stored::No)
+        ApiError::new(Code::MalformedRequest, format!("`object_json` is not valid JSON: {error}"))
+            .with_field("object_json")
+            .with_stored(Stored::No)
     })?;
-    let mut extensions = Vec::new();
-    if let Some(traceparent) = traceparent {
-        extensions.push(("traceparent".to_string(), Some(traceparent)));
-    }
+    let time = if event.time.is_empty() {
+        None
+    } else {
+        let parsed = chrono::DateTime::parse_from_rfc3339(&event.time).map_err(|error| {
+            ApiError::new(Code::MalformedRequest, format!("`time` is not RFC 3339: {error}"))
+                .with_field("time")
+                .with_stored(Stored::No)
+        })?;
+        Some(parsed.with_timezone(&chrono::Utc))
+    };
     Ok(EventInput {
         noun: event.noun,
         verb: event.verb,
@@ -55,8 +58,8 @@ fn input(event: proto::EventInput, traceparent: Option<Vec<u8>>) -> Result<Event
         object,
         id: Some(event.id).filter(|id| !id.is_empty()),
         source: Some(event.source).filter(|source| !source.is_empty()),
-        time: None,
-        extensions,
+        time,
+        extensions: trace.to_vec(),
     })
 }
 
@@ -70,11 +73,10 @@ fn result(published: Published) -> proto::PublishResult {
     }
 }
 
-fn traceparent<T>(request: &Request<T>) -> Option<Vec<u8>> {
-    request
-        .metadata()
-        .get("traceparent")
-        .map(|value| value.as_bytes().to_vec())
+/// The W3C trace headers of a call, validated (malformed ones are dropped).
+fn trace<T>(request: &Request<T>) -> Vec<(String, Option<Vec<u8>>)> {
+    let text = |name: &str| request.metadata().get(name).and_then(|v| v.to_str().ok());
+    crate::trace_context::carried(text("traceparent"), text("tracestate"), text("baggage"))
 }
 
 type DeliveryStream = Pin<Box<dyn Stream<Item = Result<proto::Delivery, Status>> + Send>>;
@@ -85,11 +87,11 @@ impl Events for EventsService {
         &self,
         request: Request<proto::PublishRequest>,
     ) -> Result<Response<proto::PublishResult>, Status> {
-        let trace = traceparent(&request);
+        let trace = trace(&request);
         let event = request.into_inner().event.ok_or_else(|| {
             ApiError::new(Code::MalformedRequest, "`event` is missing").with_field("event")
         })?;
-        let published = self.app.publisher.publish(input(event, trace)?).await?;
+        let published = self.app.publisher.publish(input(event, &trace)?).await?;
         Ok(Response::new(result(published)))
     }
 
@@ -97,8 +99,11 @@ impl Events for EventsService {
         &self,
         request: Request<proto::PublishBatchRequest>,
     ) -> Result<Response<proto::PublishBatchResponse>, Status> {
-        let trace = traceparent(&request);
+        let trace = trace(&request);
         let events = request.into_inner().events;
+        if events.is_empty() {
+            return Err(ApiError::new(Code::MalformedRequest, "batch has no events").with_field("events").into());
+        }
         let limit = self.app.config.http.max_batch_events;
         if events.len() > limit {
             return Err(ApiError::new(
@@ -112,7 +117,7 @@ impl Events for EventsService {
         }
         let parsed: Vec<Result<EventInput, ApiError>> = events
             .into_iter()
-            .map(|event| input(event, trace.clone()))
+            .map(|event| input(event, &trace))
             .collect();
         let valid: Vec<EventInput> = parsed
             .iter()
@@ -122,7 +127,8 @@ impl Events for EventsService {
         let mut failed = 0;
         let results = parsed
             .into_iter()
-            .map(|entry| {
+            .enumerate()
+            .map(|(index, entry)| {
                 let outcome = match entry {
                     Ok(_) => outcomes.next().expect("one outcome per valid entry"),
                     Err(error) => Err(error),
@@ -134,7 +140,7 @@ impl Events for EventsService {
                         proto::batch_result::Outcome::Error(proto::Problem {
                             code: error.code.as_str().to_string(),
                             detail: error.detail,
-                            field: error.field.unwrap_or_default(),
+                            field: error.field.map_or_else(|| format!("events[{index}]"), |field| format!("events[{index}].{field}")),
                             stored: match error.stored {
                                 Some(Stored::No) => "no".to_string(),
                                 Some(Stored::Maybe) => "maybe".to_string(),

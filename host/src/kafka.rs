@@ -22,6 +22,43 @@ use rdkafka::types::RDKafkaErrorCode as Rd;
 use crate::config::KafkaConfig;
 use crate::error::{ApiError, Code, Stored};
 
+/// Largest record (key, value and headers) the host publishes itself, in
+/// bytes. Topics the host creates accept twice as much, so a record can be
+/// forwarded or dead-lettered with extra headers without ever being too
+/// large for its next topic.
+pub const MAX_PUBLISHED_RECORD_BYTES: usize = 1024 * 1024;
+
+/// What topics the host creates accept (`max.message.bytes`), and what the
+/// producer sends at most.
+pub const MAX_TOPIC_RECORD_BYTES: usize = 2 * MAX_PUBLISHED_RECORD_BYTES;
+
+/// The broker refused to create a topic.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create topic `{topic}`: {code}")]
+pub struct TopicCreationError {
+    /// The topic.
+    pub topic: String,
+    /// Kafka's reason.
+    pub code: RDKafkaErrorCode,
+}
+
+impl TopicCreationError {
+    /// Whether trying again cannot help (a bad name, a refused config, no
+    /// permission), as opposed to a broker that is down or busy.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self.code,
+            Rd::InvalidTopic
+                | Rd::InvalidPartitions
+                | Rd::InvalidReplicationFactor
+                | Rd::InvalidConfig
+                | Rd::PolicyViolation
+                | Rd::TopicAuthorizationFailed
+                | Rd::ClusterAuthorizationFailed
+        )
+    }
+}
+
 /// Where a record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Landed {
@@ -65,6 +102,7 @@ impl Kafka {
             .set("message.timeout.ms", config.publish_timeout_ms.to_string())
             .set("socket.connection.setup.timeout.ms", "3000")
             .set("reconnect.backoff.max.ms", "1000")
+            .set("message.max.bytes", MAX_TOPIC_RECORD_BYTES.to_string())
             .create()
             .context("cannot create the kafka producer")?;
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -115,15 +153,23 @@ impl Kafka {
             return Ok(());
         }
         let retention = self.config.retention_ms.to_string();
+        let max_record = MAX_TOPIC_RECORD_BYTES.to_string();
         let (partitions, configs): (i32, Vec<(&str, &str)>) = match kind {
             TopicKind::Events => (
                 self.config.partitions,
                 vec![
                     ("cleanup.policy", "delete"),
                     ("retention.ms", retention.as_str()),
+                    ("max.message.bytes", max_record.as_str()),
                 ],
             ),
-            TopicKind::CompactedState => (1, vec![("cleanup.policy", "compact")]),
+            TopicKind::CompactedState => (
+                1,
+                vec![
+                    ("cleanup.policy", "compact"),
+                    ("max.message.bytes", max_record.as_str()),
+                ],
+            ),
         };
         let mut topic = NewTopic::new(
             name,
@@ -143,7 +189,13 @@ impl Kafka {
             match result {
                 Ok(_) => tracing::info!(topic = name, partitions, "created topic"),
                 Err((_, Rd::TopicAlreadyExists)) => {}
-                Err((_, code)) => anyhow::bail!("cannot create topic `{name}`: {code}"),
+                Err((_, code)) => {
+                    return Err(TopicCreationError {
+                        topic: name.to_string(),
+                        code,
+                    }
+                    .into());
+                }
             }
         }
         self.known_topics

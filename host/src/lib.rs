@@ -15,6 +15,7 @@
 //! - [`subscribe`]: resumable streams for SSE and gRPC subscribers.
 //! - [`plugin`]: the wasmtime runtime for team plugins.
 //! - [`pipeline`]: consume, run a plugin, produce, dead-letter.
+//! - [`trace_context`]: W3C trace headers from callers.
 //! - [`shutdown`], [`telemetry`]: process plumbing.
 
 pub mod avro;
@@ -33,6 +34,7 @@ pub mod rest;
 pub mod shutdown;
 pub mod subscribe;
 pub mod telemetry;
+pub mod trace_context;
 
 use std::future::Future;
 use std::sync::Arc;

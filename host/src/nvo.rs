@@ -111,8 +111,20 @@ pub fn parse_event_type(value: &str) -> Result<(Noun, Verb), ApiError> {
     Ok((Noun::parse(noun)?, Verb::parse(verb)?))
 }
 
-/// Checks an entity key: not empty, bounded, no control characters (a CR or
-/// LF in a key could forge lines in logs or SSE frames).
+/// Characters refused in keys, sources and other identifiers: control
+/// characters (a CR or LF could forge lines in logs or SSE frames), Unicode
+/// line and paragraph separators, and the invisible direction and
+/// zero-width marks that make two different ids look the same.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'
+        )
+}
+
+/// Checks an entity key: not empty, bounded, no unsafe characters (see
+/// [`is_unsafe_char`]).
 pub fn check_key(key: &str) -> Result<(), ApiError> {
     let invalid = |why: &str| {
         ApiError::new(
@@ -127,8 +139,8 @@ pub fn check_key(key: &str) -> Result<(), ApiError> {
     if key.len() > MAX_KEY_BYTES {
         return Err(invalid(&format!("is longer than {MAX_KEY_BYTES} bytes")));
     }
-    if key.chars().any(char::is_control) {
-        return Err(invalid("holds a control character"));
+    if key.chars().any(is_unsafe_char) {
+        return Err(invalid("holds a control, separator or invisible formatting character"));
     }
     Ok(())
 }
@@ -199,6 +211,9 @@ mod tests {
         check_key("CLM-1").unwrap();
         assert!(check_key("").is_err());
         assert!(check_key("a\r\nb").is_err());
+        assert!(check_key("a\u{2028}b").is_err());
+        assert!(check_key("abc\u{202E}fed").is_err());
+        check_key("Müller-Ω").unwrap();
         assert!(check_key(&"k".repeat(257)).is_err());
     }
 

@@ -97,9 +97,34 @@ pub async fn run(
         };
         let mut attempt = 0_u32;
         loop {
-            match handle(&ctx, &plugin, &message).await {
+            let outcome = match handle(&ctx, &plugin, &message).await {
+                // A write that can never succeed (a record too large for its
+                // destination, a topic the broker refuses to create) must not
+                // hold up the partition: the input goes to the dead-letter
+                // topic with the reason instead.
+                Err(Failed::Undeliverable(reason)) => {
+                    tracing::warn!(plugin = plugin.label(), reason, "plugin output cannot be delivered");
+                    dead_letter(&ctx, &plugin, &message, "undeliverable", &reason).await
+                }
+                other => other,
+            };
+            match outcome {
                 Ok(()) => break,
-                Err(error) => {
+                Err(Failed::Undeliverable(reason)) => {
+                    // Even the dead-letter topic refuses it. The record stays
+                    // on its source topic at this offset; an operator must
+                    // look at it, and the partition moves on.
+                    tracing::error!(
+                        plugin = plugin.label(),
+                        topic = message.topic(),
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        reason,
+                        "record cannot be dead-lettered; skipped, it is still on its source topic"
+                    );
+                    break;
+                }
+                Err(Failed::Retry(error)) => {
                     attempt += 1;
                     tracing::warn!(
                         plugin = plugin.label(),
@@ -127,14 +152,56 @@ pub async fn run(
     tracing::info!(plugin = plugin.label(), "pipeline stopped");
 }
 
-/// Processes one record. `Err` means Kafka could not take the results and
-/// the record must be retried; plugin failures are handled (dead-lettered)
-/// and return `Ok`.
+/// Why processing a record did not finish.
+#[derive(Debug)]
+enum Failed {
+    /// Kafka could not take a write now (down, slow); try the record again.
+    Retry(anyhow::Error),
+    /// A write can never succeed; dead-letter the input instead.
+    Undeliverable(String),
+}
+
+impl From<anyhow::Error> for Failed {
+    fn from(error: anyhow::Error) -> Self {
+        match error.downcast_ref::<crate::kafka::TopicCreationError>() {
+            Some(refused) if refused.is_permanent() => Failed::Undeliverable(refused.to_string()),
+            _ => Failed::Retry(error),
+        }
+    }
+}
+
+impl From<crate::error::ApiError> for Failed {
+    fn from(error: crate::error::ApiError) -> Self {
+        use crate::error::Code;
+        match error.code {
+            Code::PayloadTooLarge | Code::NotFound | Code::InvalidName => Failed::Undeliverable(error.detail),
+            _ => Failed::Retry(error.into()),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for Failed {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Failed::Retry(error.into())
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Retry(error) => write!(f, "{error:#}"),
+            Failed::Undeliverable(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Processes one record. Plugin failures are handled (dead-lettered) and
+/// return `Ok`; `Err` says whether Kafka should be tried again.
 async fn handle(
     ctx: &PipelineContext,
     plugin: &Arc<Plugin>,
     message: &BorrowedMessage<'_>,
-) -> anyhow::Result<()> {
+) -> Result<(), Failed> {
     let delivered = match subscribe::decode(&ctx.registry, message) {
         Ok(delivered) => delivered,
         Err(reason) => {
@@ -306,7 +373,7 @@ async fn dead_letter(
     message: &BorrowedMessage<'_>,
     class: &str,
     reason: &str,
-) -> anyhow::Result<()> {
+) -> Result<(), Failed> {
     let topic = ctx.kafka.config().dead_letter_topic.clone();
     ctx.kafka.ensure_topic(&topic, TopicKind::Events).await?;
     let partition = message.partition().to_string();

@@ -18,8 +18,11 @@ use crate::avro;
 use crate::catalog::Catalog;
 use crate::envelope::{Envelope, MAX_ID_BYTES};
 use crate::error::{ApiError, Code, Stored};
-use crate::kafka::Kafka;
-use crate::nvo::{Noun, Verb, check_key};
+use crate::kafka::{Kafka, MAX_PUBLISHED_RECORD_BYTES};
+use crate::nvo::{Noun, Verb, check_key, is_unsafe_char};
+
+/// Longest CloudEvents `source`, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 1_024;
 
 /// An event as a publisher hands it in.
 #[derive(Debug, Clone, Default)]
@@ -105,18 +108,20 @@ impl Publisher {
         let source = input
             .source
             .unwrap_or_else(|| self.kafka.config().default_source.clone());
-        if source.is_empty() || source.chars().any(char::is_control) {
+        if source.is_empty() || source.len() > MAX_SOURCE_BYTES || source.chars().any(is_unsafe_char) {
             return Err(stored_no(
                 ApiError::new(
                     Code::InvalidName,
-                    "source must be a non-empty URI reference without control characters",
+                    format!(
+                        "source must be a URI reference of 1 to {MAX_SOURCE_BYTES} bytes without control or invisible characters"
+                    ),
                 )
                 .with_field("source"),
             ));
         }
         let mut envelope = Envelope::new(noun, verb, input.key, source);
         if let Some(id) = input.id {
-            if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
+            if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(is_unsafe_char) {
                 return Err(stored_no(
                     ApiError::new(
                         Code::InvalidName,
@@ -131,6 +136,27 @@ impl Publisher {
             envelope.time = time;
         }
         envelope.extensions = input.extensions;
+        let size = value.len()
+            + envelope.key.len()
+            + envelope.id.len()
+            + envelope.source.len()
+            + envelope
+                .extensions
+                .iter()
+                .map(|(name, value)| name.len() + value.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+            + 256;
+        if size > MAX_PUBLISHED_RECORD_BYTES {
+            return Err(stored_no(
+                ApiError::new(
+                    Code::PayloadTooLarge,
+                    format!(
+                        "the encoded event is about {size} bytes, more than the {MAX_PUBLISHED_RECORD_BYTES} bytes a record may have; send a smaller object or put large content elsewhere and send a reference"
+                    ),
+                )
+                .with_field("object"),
+            ));
+        }
         Ok(Prepared {
             topic: envelope.noun.as_str().to_string(),
             envelope,

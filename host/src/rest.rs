@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -144,15 +144,39 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 }
 
 fn trace_extensions(headers: &HeaderMap) -> Vec<(String, Option<Vec<u8>>)> {
-    // Carried as given for now; W3C validation comes with tracing.
-    ["traceparent", "tracestate", "baggage"]
-        .iter()
-        .filter_map(|name| {
-            headers
-                .get(*name)
-                .map(|value| (name.to_string(), Some(value.as_bytes().to_vec())))
-        })
-        .collect()
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    crate::trace_context::carried(text("traceparent"), text("tracestate"), text("baggage"))
+}
+
+/// Publishing takes JSON only. Besides telling a client what to send, this
+/// keeps a web page in a browser on the same machine from publishing with a
+/// form-encoded or `text/plain` request, which browsers send cross-origin
+/// without asking first.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            format!(
+                "content type `{}` is not accepted; send `Content-Type: application/json`",
+                if content_type.is_empty() { "(none)" } else { content_type }
+            ),
+        )
+        .with_stored(crate::error::Stored::No))
+    }
+}
+
+/// Reads path parameters, turning a bad path (such as invalid UTF-8 in a
+/// percent-encoded segment) into a problem instead of plain text.
+fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    path.map(|Path(value)| value)
+        .map_err(|rejection| ApiError::new(Code::InvalidName, format!("the path is not valid: {}", rejection.body_text())))
 }
 
 fn published_json(published: &Published) -> Value {
@@ -167,10 +191,12 @@ fn published_json(published: &Published) -> Value {
 
 async fn publish_one(
     State(app): State<Arc<App>>,
-    Path((noun, verb)): Path<(String, String)>,
+    route: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let (noun, verb) = path(route)?;
+    require_json(&headers)?;
     let body: PublishBody = read_json(body, app.config.http.max_body_bytes)?;
     let input = EventInput {
         noun,
@@ -191,6 +217,7 @@ async fn publish_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    require_json(&headers)?;
     let body: BatchBody = read_json(body, app.config.http.max_body_bytes)?;
     let limit = app.config.http.max_batch_events;
     if body.events.len() > limit {
@@ -315,11 +342,11 @@ struct SubscribeQuery {
 
 async fn subscribe_noun(
     State(app): State<Arc<App>>,
-    Path(noun): Path<String>,
+    noun: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     query: Result<Query<SubscribeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let noun = crate::nvo::Noun::parse(&noun)?;
+    let noun = crate::nvo::Noun::parse(&path(noun)?)?;
     if !app.catalog.has_noun(noun.as_str()) {
         return Err(ApiError::new(
             Code::UnknownNoun,
@@ -332,11 +359,19 @@ async fn subscribe_noun(
 
 async fn subscribe_topic(
     State(app): State<Arc<App>>,
-    Path(topic): Path<String>,
+    topic: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     query: Result<Query<SubscribeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let topic = path(topic)?;
     crate::nvo::check_topic(&topic)?;
+    if topic.starts_with('_') {
+        return Err(ApiError::new(
+            Code::InvalidName,
+            format!("topic `{topic}` is internal (its name starts with `_`) and cannot be subscribed to"),
+        )
+        .with_field("topic"));
+    }
     subscribe_sse(app, topic, &headers, query).await
 }
 

@@ -74,12 +74,13 @@ if [[ -f "$WASM" ]]; then
 fi
 
 if ((stale)); then
-  # componentize-py appends the site-packages of $VIRTUAL_ENV, or else of
-  # whatever python3 is on PATH, to the app's path. Point it at an empty one
-  # so nothing of the build machine's Python ends up in the component.
+  # componentize-py appends the site-packages of $VIRTUAL_ENV (looked for
+  # under its lib/), or else of whatever python3 is on PATH, to the app's
+  # path. Point it at an empty one so nothing of the build machine's Python
+  # (its site-packages and .pth hooks) ends up in the component.
   app_env="$HERE/build/app-env"
   rm -rf "$app_env"
-  mkdir -p "$app_env/site-packages"
+  mkdir -p "$app_env/lib/site-packages"
   tmp="$OUT/.$NAME.wasm.tmp"
   (
     cd "$HERE"

@@ -12,9 +12,11 @@ use super::path::Path;
 use super::schema::{LogicalType, MAX_DEPTH, NodeId, NodeKind, Schema};
 use super::time::{self, Unit};
 
-/// Most items accepted in one array whose items encode to zero bytes (such as
-/// `null`); such counts cannot be checked against the input length.
-const MAX_ZERO_SIZE_ITEMS: u64 = 1 << 20;
+/// Most items that encode to zero bytes (such as `null`) accepted in one
+/// whole value, across all its arrays. Such counts cannot be checked against
+/// the input length, so without a budget for the whole value a few bytes of
+/// nested array counts could demand gigabytes of output.
+const MAX_ZERO_SIZE_ITEMS: u64 = 1 << 16;
 
 /// What went wrong while decoding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,7 +99,11 @@ impl DecodeError {
 /// Decodes one value of `schema` from the front of `input`, advancing it past
 /// the value. Trailing bytes are left in `input`.
 pub fn decode_to_json(schema: &Schema, input: &mut &[u8]) -> Result<Value, DecodeError> {
-    Decoder { schema }.value(schema.root(), input, &Path::Root, 0)
+    Decoder {
+        schema,
+        zero_size_budget: std::cell::Cell::new(MAX_ZERO_SIZE_ITEMS),
+    }
+    .value(schema.root(), input, &Path::Root, 0)
 }
 
 /// Decodes exactly one value of `schema` from `input`, rejecting trailing bytes.
@@ -170,6 +176,8 @@ fn float_json(f: f64) -> Value {
 
 struct Decoder<'s> {
     schema: &'s Schema,
+    /// Zero-size items still allowed in this value.
+    zero_size_budget: std::cell::Cell<u64>,
 }
 
 impl Decoder<'_> {
@@ -219,12 +227,15 @@ impl Decoder<'_> {
             // Each item takes at least one byte unless it is zero-size;
             // either way the count is bounded before we loop on it.
             let limit = if zero_size {
-                MAX_ZERO_SIZE_ITEMS.saturating_sub(out.len() as u64)
+                self.zero_size_budget.get()
             } else {
                 input.len() as u64
             };
             if count > limit {
                 return Err(err(DecodeErrorKind::LengthTooLarge(count as i64)));
+            }
+            if zero_size {
+                self.zero_size_budget.set(limit - count);
             }
             out.reserve(count.min(input.len() as u64) as usize);
             for _ in 0..count {

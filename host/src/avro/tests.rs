@@ -965,3 +965,56 @@ fn schema_is_cheap_to_share() {
         .unwrap();
     assert!(s.node_count() > 10);
 }
+
+/// Nested arrays of a zero-size type share one budget for the whole value,
+/// so a record of a few bytes cannot demand gigabytes of output.
+#[test]
+fn nested_zero_size_arrays_share_one_budget() {
+    fn long(out: &mut Vec<u8>, n: i64) {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        loop {
+            let byte = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let schema = Schema::parse_str(r#"{"type":"array","items":{"type":"array","items":"null"}}"#).unwrap();
+
+    // 20 inner arrays of a million nulls each: about a hundred bytes.
+    let mut bomb = Vec::new();
+    long(&mut bomb, 20);
+    for _ in 0..20 {
+        long(&mut bomb, 1_000_000);
+        long(&mut bomb, 0);
+    }
+    long(&mut bomb, 0);
+    assert!(bomb.len() < 128);
+    let error = decode_exact(&schema, &bomb).unwrap_err();
+    assert!(matches!(error.kind(), DecodeErrorKind::LengthTooLarge(_)), "{error}");
+
+    // Many small arrays that add up past the budget are refused too.
+    let mut sneaky = Vec::new();
+    long(&mut sneaky, 100);
+    for _ in 0..100 {
+        long(&mut sneaky, 1_000);
+        long(&mut sneaky, 0);
+    }
+    long(&mut sneaky, 0);
+    assert!(decode_exact(&schema, &sneaky).is_err());
+
+    // A reasonable value still decodes.
+    let mut fine = Vec::new();
+    long(&mut fine, 3);
+    for _ in 0..3 {
+        long(&mut fine, 100);
+        long(&mut fine, 0);
+    }
+    long(&mut fine, 0);
+    let value = decode_exact(&schema, &fine).unwrap();
+    assert_eq!(value.as_array().unwrap().len(), 3);
+    assert_eq!(value[2].as_array().unwrap().len(), 100);
+}

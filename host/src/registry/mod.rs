@@ -85,9 +85,26 @@ pub enum RegistryError {
     /// 42202.
     #[error("version `{0}` is not valid: use a number from 1 or `latest`")]
     InvalidVersion(String),
+    /// 42208.
+    #[error("subject `{0}` is not valid: use 1 to 255 characters without control or invisible characters")]
+    InvalidSubject(String),
     /// 50001.
     #[error("error in the backend data store: {0}")]
     Store(String),
+}
+
+/// Longest subject name accepted, in bytes.
+pub const MAX_SUBJECT_BYTES: usize = 255;
+
+/// Checks a subject name before it is stored.
+pub fn check_subject(subject: &str) -> Result<(), RegistryError> {
+    if subject.trim().is_empty()
+        || subject.len() > MAX_SUBJECT_BYTES
+        || subject.chars().any(crate::nvo::is_unsafe_char)
+    {
+        return Err(RegistryError::InvalidSubject(subject.escape_debug().to_string()));
+    }
+    Ok(())
 }
 
 impl RegistryError {
@@ -99,6 +116,7 @@ impl RegistryError {
             RegistryError::SchemaNotFound => 40403,
             RegistryError::InvalidSchema(_) => 42201,
             RegistryError::InvalidVersion(_) => 42202,
+            RegistryError::InvalidSubject(_) => 42208,
             RegistryError::Store(_) => 50001,
         }
     }

@@ -47,6 +47,18 @@ pub fn router(registry: Arc<Registry>) -> Router {
             "/config",
             get(|| async { reply(StatusCode::OK, &json!({"compatibilityLevel": "NONE"})) }),
         )
+        .method_not_allowed_fallback(|| async {
+            reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"error_code": 405, "message": "HTTP 405 Method Not Allowed"}),
+            )
+        })
+        .fallback(|| async {
+            reply(
+                StatusCode::NOT_FOUND,
+                &json!({"error_code": 404, "message": "HTTP 404 Not Found: this registry path is not supported"}),
+            )
+        })
         .with_state(registry)
 }
 
@@ -71,7 +83,9 @@ impl From<RegistryError> for ConfluentError {
             RegistryError::SubjectNotFound(_)
             | RegistryError::VersionNotFound { .. }
             | RegistryError::SchemaNotFound => StatusCode::NOT_FOUND,
-            RegistryError::InvalidSchema(_) | RegistryError::InvalidVersion(_) => {
+            RegistryError::InvalidSchema(_)
+            | RegistryError::InvalidVersion(_)
+            | RegistryError::InvalidSubject(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -90,6 +104,29 @@ impl IntoResponse for ConfluentError {
             self.status,
             &json!({"error_code": self.code, "message": self.message}),
         )
+    }
+}
+
+/// Path parameters, with a bad path (such as invalid UTF-8 in a
+/// percent-encoded subject) answered in Confluent's error shape.
+struct ConfluentPath<T>(T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ConfluentPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ConfluentError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ConfluentPath(value)),
+            Err(rejection) => Err(ConfluentError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: 42208,
+                message: format!("the path is not valid: {}", rejection.body_text()),
+            }),
+        }
     }
 }
 
@@ -133,14 +170,14 @@ async fn list_subjects(State(registry): State<Arc<Registry>>) -> Response {
 
 async fn list_versions(
     State(registry): State<Arc<Registry>>,
-    Path(subject): Path<String>,
+    ConfluentPath(subject): ConfluentPath<String>,
 ) -> Result<Response, ConfluentError> {
     Ok(reply(StatusCode::OK, &json!(registry.versions(&subject)?)))
 }
 
 async fn register(
     State(registry): State<Arc<Registry>>,
-    Path(subject): Path<String>,
+    ConfluentPath(subject): ConfluentPath<String>,
     body: Result<Json<SchemaBody>, JsonRejection>,
 ) -> Result<Response, ConfluentError> {
     let body = read_body(body)?;
@@ -150,7 +187,7 @@ async fn register(
 
 async fn lookup(
     State(registry): State<Arc<Registry>>,
-    Path(subject): Path<String>,
+    ConfluentPath(subject): ConfluentPath<String>,
     body: Result<Json<SchemaBody>, JsonRejection>,
 ) -> Result<Response, ConfluentError> {
     let body = read_body(body)?;
@@ -160,7 +197,7 @@ async fn lookup(
 
 async fn get_version(
     State(registry): State<Arc<Registry>>,
-    Path((subject, version)): Path<(String, String)>,
+    ConfluentPath((subject, version)): ConfluentPath<(String, String)>,
 ) -> Result<Response, ConfluentError> {
     Ok(reply(
         StatusCode::OK,
@@ -170,7 +207,7 @@ async fn get_version(
 
 async fn get_version_schema(
     State(registry): State<Arc<Registry>>,
-    Path((subject, version)): Path<(String, String)>,
+    ConfluentPath((subject, version)): ConfluentPath<(String, String)>,
 ) -> Result<Response, ConfluentError> {
     let found = registry.version(&subject, &version)?;
     Ok(raw_schema(&found.schema.text))
@@ -188,7 +225,7 @@ fn parse_id(id: &str) -> Result<u32, ConfluentError> {
 
 async fn get_by_id(
     State(registry): State<Arc<Registry>>,
-    Path(id): Path<String>,
+    ConfluentPath(id): ConfluentPath<String>,
 ) -> Result<Response, ConfluentError> {
     let found = registry
         .by_id(parse_id(&id)?)
@@ -198,7 +235,7 @@ async fn get_by_id(
 
 async fn get_by_id_schema(
     State(registry): State<Arc<Registry>>,
-    Path(id): Path<String>,
+    ConfluentPath(id): ConfluentPath<String>,
 ) -> Result<Response, ConfluentError> {
     let found = registry
         .by_id(parse_id(&id)?)
@@ -208,7 +245,7 @@ async fn get_by_id_schema(
 
 async fn get_by_id_versions(
     State(registry): State<Arc<Registry>>,
-    Path(id): Path<String>,
+    ConfluentPath(id): ConfluentPath<String>,
 ) -> Result<Response, ConfluentError> {
     let id = parse_id(&id)?;
     registry.by_id(id).ok_or(RegistryError::SchemaNotFound)?;
