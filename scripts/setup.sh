@@ -4,7 +4,8 @@
 #
 # - Debian packages: protobuf-compiler (tonic's build), cmake and friends
 #   (librdkafka's build), maven and a JDK (Kafka from Maven Central).
-# - The Rust target wasm32-wasip2 (plugins).
+# - The Rust target wasm32-wasip2 (plugins), and node/npm for the JavaScript
+#   plugin (the Python plugin's build script makes its own virtualenv).
 # - A Python virtualenv with Confluent's client and fastavro (independent
 #   wire-format checks), under $SWITCHYARD_CACHE/venv.
 set -euo pipefail
@@ -23,6 +24,9 @@ command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v make >/dev/null || need_apt+=(build-essential)
+# JavaScript plugins are built with componentize-js (npm).
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   log "installing debian packages: ${need_apt[*]}"
   SUDO=""

@@ -112,6 +112,13 @@ pub struct PluginsConfig {
     /// Most linear memory one plugin instance may grow to, in bytes.
     /// Default 64 MiB.
     pub memory_limit_bytes: usize,
+    /// Keep compiled plugins on disk, so each version is compiled once and a
+    /// restart loads it in milliseconds (a JavaScript or Python component
+    /// takes 10-20 s of CPU to compile). Default true.
+    pub compiled_cache: bool,
+    /// Folder of the compiled-plugin cache. Default
+    /// `$HOME/.cache/switchyard/compiled-plugins`.
+    pub compiled_cache_dir: Option<PathBuf>,
 }
 
 /// Log settings.
@@ -184,6 +191,8 @@ impl Default for PluginsConfig {
             dir: None,
             call_timeout_ms: 1_000,
             memory_limit_bytes: 64 * 1024 * 1024,
+            compiled_cache: true,
+            compiled_cache_dir: None,
         }
     }
 }

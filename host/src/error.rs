@@ -333,7 +333,10 @@ mod tests {
 
     #[test]
     fn long_details_are_cut() {
-        let error = ApiError::new(Code::SchemaViolation, format!("bad value `{}`", "é".repeat(2_000)));
+        let error = ApiError::new(
+            Code::SchemaViolation,
+            format!("bad value `{}`", "é".repeat(2_000)),
+        );
         assert!(error.detail.len() <= MAX_DETAIL_BYTES);
         assert!(error.detail.ends_with('…'));
     }

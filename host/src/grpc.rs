@@ -35,19 +35,28 @@ pub fn events_service(app: Arc<App>) -> EventsServer<EventsService> {
     EventsServer::new(EventsService { app }).max_decoding_message_size(limit.saturating_mul(2))
 }
 
-fn input(event: proto::EventInput, trace: &[(String, Option<Vec<u8>>)]) -> Result<EventInput, ApiError> {
+fn input(
+    event: proto::EventInput,
+    trace: &[(String, Option<Vec<u8>>)],
+) -> Result<EventInput, ApiError> {
     let object = serde_json::from_str(&event.object_json).map_err(|error| {
-        ApiError::new(Code::MalformedRequest, format!("`object_json` is not valid JSON: {error}"))
-            .with_field("object_json")
-            .with_stored(Stored::No)
+        ApiError::new(
+            Code::MalformedRequest,
+            format!("`object_json` is not valid JSON: {error}"),
+        )
+        .with_field("object_json")
+        .with_stored(Stored::No)
     })?;
     let time = if event.time.is_empty() {
         None
     } else {
         let parsed = chrono::DateTime::parse_from_rfc3339(&event.time).map_err(|error| {
-            ApiError::new(Code::MalformedRequest, format!("`time` is not RFC 3339: {error}"))
-                .with_field("time")
-                .with_stored(Stored::No)
+            ApiError::new(
+                Code::MalformedRequest,
+                format!("`time` is not RFC 3339: {error}"),
+            )
+            .with_field("time")
+            .with_stored(Stored::No)
         })?;
         Some(parsed.with_timezone(&chrono::Utc))
     };
@@ -102,7 +111,9 @@ impl Events for EventsService {
         let trace = trace(&request);
         let events = request.into_inner().events;
         if events.is_empty() {
-            return Err(ApiError::new(Code::MalformedRequest, "batch has no events").with_field("events").into());
+            return Err(ApiError::new(Code::MalformedRequest, "batch has no events")
+                .with_field("events")
+                .into());
         }
         let limit = self.app.config.http.max_batch_events;
         if events.len() > limit {
@@ -140,7 +151,10 @@ impl Events for EventsService {
                         proto::batch_result::Outcome::Error(proto::Problem {
                             code: error.code.as_str().to_string(),
                             detail: error.detail,
-                            field: error.field.map_or_else(|| format!("events[{index}]"), |field| format!("events[{index}].{field}")),
+                            field: error.field.map_or_else(
+                                || format!("events[{index}]"),
+                                |field| format!("events[{index}].{field}"),
+                            ),
                             stored: match error.stored {
                                 Some(Stored::No) => "no".to_string(),
                                 Some(Stored::Maybe) => "maybe".to_string(),
@@ -196,6 +210,14 @@ impl Events for EventsService {
             None | Some(proto::subscribe_request::Start::Latest(_)) => Start::Latest,
             Some(proto::subscribe_request::Start::Earliest(_)) => Start::Earliest,
             Some(proto::subscribe_request::Start::After(position)) => {
+                if position.trim().is_empty() {
+                    return Err(ApiError::new(
+                        Code::InvalidPosition,
+                        "`after` is empty; give a `position` from the stream, or use `latest` or `earliest`",
+                    )
+                    .with_field("after")
+                    .into());
+                }
                 Start::After(Position::parse(&position)?)
             }
         };
@@ -212,6 +234,7 @@ impl Events for EventsService {
             Arc::clone(&self.app.kafka),
             Arc::clone(&self.app.registry),
             subscription,
+            self.app.shutdown_tx.subscribe(),
         )
         .await?;
         let stream = deliveries.map(|delivery| Ok(to_proto(delivery)));

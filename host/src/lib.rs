@@ -68,6 +68,10 @@ pub struct App {
     pub publisher: Arc<Publisher>,
     /// Loaded plugins.
     pub plugins: Vec<Arc<Plugin>>,
+    /// Turns true when the host starts shutting down; long-lived streams
+    /// (SSE, gRPC subscriptions) end on it so shutdown does not wait for
+    /// clients to hang up.
+    pub shutdown_tx: watch::Sender<bool>,
 }
 
 impl App {
@@ -121,6 +125,7 @@ impl App {
             catalog,
             publisher,
             plugins,
+            shutdown_tx: watch::channel(false).0,
         }))
     }
 }
@@ -202,7 +207,8 @@ impl Bound {
             grpc: grpc_listener,
             registry: registry_listener,
         } = self;
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shutdown_tx = app.shutdown_tx.clone();
+        let shutdown_rx = shutdown_tx.subscribe();
         tracing::info!(
             http = %http_listener.local_addr()?,
             grpc = %grpc_listener.local_addr()?,
@@ -265,14 +271,14 @@ impl Bound {
             registry: Arc::clone(&app.registry),
             publisher: Arc::clone(&app.publisher),
         });
+        // Pipelines live in a set of their own: one that stops (say, an
+        // aggregator that cannot run yet) must not stop the servers.
+        let mut pipelines = tokio::task::JoinSet::new();
         for plugin in &app.plugins {
             let context = Arc::clone(&context);
             let plugin = Arc::clone(plugin);
             let rx = shutdown_rx.clone();
-            tasks.spawn(async move {
-                pipeline::run(context, plugin, rx).await;
-                Ok(())
-            });
+            pipelines.spawn(pipeline::run(context, plugin, rx));
         }
 
         // Stop on the signal, or as soon as any server fails.
@@ -284,6 +290,7 @@ impl Bound {
         let _ = shutdown_tx.send(true);
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while tasks.join_next().await.is_some() {}
+            while pipelines.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
@@ -292,6 +299,7 @@ impl Bound {
                 "some tasks did not stop within the grace period"
             );
             tasks.abort_all();
+            pipelines.abort_all();
         }
         let kafka = Arc::clone(&app.kafka);
         tokio::task::spawn_blocking(move || kafka.flush(SHUTDOWN_GRACE)).await?;

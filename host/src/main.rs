@@ -65,9 +65,9 @@ fn plugin_test(
 ) -> ExitCode {
     use switchyard::plugin::harness;
     let config = switchyard::config::PluginsConfig {
-        dir: None,
         call_timeout_ms: timeout_ms,
         memory_limit_bytes,
+        ..switchyard::config::PluginsConfig::default()
     };
     let plugin = match harness::load(&config, wasm, manifest) {
         Ok(plugin) => plugin,

@@ -140,7 +140,9 @@ pub fn check_key(key: &str) -> Result<(), ApiError> {
         return Err(invalid(&format!("is longer than {MAX_KEY_BYTES} bytes")));
     }
     if key.chars().any(is_unsafe_char) {
-        return Err(invalid("holds a control, separator or invisible formatting character"));
+        return Err(invalid(
+            "holds a control, separator or invisible formatting character",
+        ));
     }
     Ok(())
 }

@@ -108,7 +108,10 @@ impl Publisher {
         let source = input
             .source
             .unwrap_or_else(|| self.kafka.config().default_source.clone());
-        if source.is_empty() || source.len() > MAX_SOURCE_BYTES || source.chars().any(is_unsafe_char) {
+        if source.is_empty()
+            || source.len() > MAX_SOURCE_BYTES
+            || source.chars().any(is_unsafe_char)
+        {
             return Err(stored_no(
                 ApiError::new(
                     Code::InvalidName,

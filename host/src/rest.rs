@@ -157,15 +157,26 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
         Ok(())
     } else {
         Err(ApiError::new(
             Code::UnsupportedMediaType,
             format!(
                 "content type `{}` is not accepted; send `Content-Type: application/json`",
-                if content_type.is_empty() { "(none)" } else { content_type }
+                if content_type.is_empty() {
+                    "(none)"
+                } else {
+                    content_type
+                }
             ),
         )
         .with_stored(crate::error::Stored::No))
@@ -175,8 +186,12 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 /// Reads path parameters, turning a bad path (such as invalid UTF-8 in a
 /// percent-encoded segment) into a problem instead of plain text.
 fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
-    path.map(|Path(value)| value)
-        .map_err(|rejection| ApiError::new(Code::InvalidName, format!("the path is not valid: {}", rejection.body_text())))
+    path.map(|Path(value)| value).map_err(|rejection| {
+        ApiError::new(
+            Code::InvalidName,
+            format!("the path is not valid: {}", rejection.body_text()),
+        )
+    })
 }
 
 fn published_json(published: &Published) -> Value {
@@ -368,7 +383,9 @@ async fn subscribe_topic(
     if topic.starts_with('_') {
         return Err(ApiError::new(
             Code::InvalidName,
-            format!("topic `{topic}` is internal (its name starts with `_`) and cannot be subscribed to"),
+            format!(
+                "topic `{topic}` is internal (its name starts with `_`) and cannot be subscribed to"
+            ),
         )
         .with_field("topic"));
     }
@@ -440,6 +457,7 @@ async fn subscribe_sse(
         Arc::clone(&app.kafka),
         Arc::clone(&app.registry),
         subscription,
+        app.shutdown_tx.subscribe(),
     )
     .await?;
     let heartbeat = Duration::from_millis(app.config.http.sse_heartbeat_ms);

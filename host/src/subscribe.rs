@@ -186,6 +186,7 @@ pub async fn open(
     kafka: Arc<Kafka>,
     registry: Arc<Registry>,
     subscription: Subscription,
+    mut shutdown_rx: tokio::sync::watch::Receiver<bool>,
 ) -> Result<impl Stream<Item = Delivery> + Send + 'static, ApiError> {
     let partitions = kafka.partitions(&subscription.topic).await.map_err(|error| {
         let text = format!("{error:#}");
@@ -250,9 +251,15 @@ pub async fn open(
                     low
                 }
                 Some(&offset) => offset,
-                // A partition added after the position was issued: all of it
-                // is new to this subscriber.
-                None => low,
+                // A partition added after the position was issued is all
+                // new to this subscriber; but a position that simply left
+                // it out deserves to be told, so say so.
+                None => {
+                    reset_reason = Some(format!(
+                        "the position does not include partition {partition}; it is read from its start ({low})"
+                    ));
+                    low
+                }
             },
         };
         position.0.insert(partition, offset);
@@ -283,7 +290,13 @@ pub async fn open(
             yield Delivery::Reset { position: position.clone(), reason };
         }
         loop {
-            let message = match consumer.recv().await {
+            let received = tokio::select! {
+                // The host is shutting down: end the stream, so the client
+                // reconnects (with its last id) to another instance.
+                _ = shutdown_rx.wait_for(|stop| *stop) => break,
+                received = consumer.recv() => received,
+            };
+            let message = match received {
                 Ok(message) => message,
                 Err(error) => {
                     tracing::warn!(topic = %subscription.topic, %error, "subscriber read failed; retrying");

@@ -14,7 +14,10 @@ pub const MAX_TRACESTATE_BYTES: usize = 512;
 pub const MAX_BAGGAGE_BYTES: usize = 8_192;
 
 fn is_lower_hex(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Returns the `traceparent` to carry, normalized to version `00`, or none
@@ -54,7 +57,9 @@ pub fn parse_traceparent(value: &str) -> Option<String> {
 /// Whether a `tracestate` or `baggage` value may be carried: bounded,
 /// printable ASCII only.
 pub fn is_carryable(value: &str, max_bytes: usize) -> bool {
-    !value.is_empty() && value.len() <= max_bytes && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+    !value.is_empty()
+        && value.len() <= max_bytes
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 /// The trace headers to carry from a caller's `traceparent`, `tracestate`
@@ -109,7 +114,10 @@ mod tests {
     fn a_higher_version_is_read_by_its_first_four_fields() {
         let future = "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what-comes-next";
         assert_eq!(parse_traceparent(future).as_deref(), Some(VALID));
-        assert_eq!(parse_traceparent("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x"), None);
+        assert_eq!(
+            parse_traceparent("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x"),
+            None
+        );
     }
 
     #[test]

@@ -982,7 +982,8 @@ fn nested_zero_size_arrays_share_one_budget() {
             out.push(byte | 0x80);
         }
     }
-    let schema = Schema::parse_str(r#"{"type":"array","items":{"type":"array","items":"null"}}"#).unwrap();
+    let schema =
+        Schema::parse_str(r#"{"type":"array","items":{"type":"array","items":"null"}}"#).unwrap();
 
     // 20 inner arrays of a million nulls each: about a hundred bytes.
     let mut bomb = Vec::new();
@@ -994,7 +995,10 @@ fn nested_zero_size_arrays_share_one_budget() {
     long(&mut bomb, 0);
     assert!(bomb.len() < 128);
     let error = decode_exact(&schema, &bomb).unwrap_err();
-    assert!(matches!(error.kind(), DecodeErrorKind::LengthTooLarge(_)), "{error}");
+    assert!(
+        matches!(error.kind(), DecodeErrorKind::LengthTooLarge(_)),
+        "{error}"
+    );
 
     // Many small arrays that add up past the budget are refused too.
     let mut sneaky = Vec::new();

@@ -28,8 +28,11 @@
 //! runtimes seed hash tables with them). Files, environment and network are
 //! never granted.
 //!
-//! Known limits, for now: compiled code is kept in memory only, so a restart
-//! compiles again, and instances use on-demand allocation rather than
+//! Compiled code is cached on disk (`plugins.compiled_cache_dir`), keyed by
+//! a hash of the component and the engine's settings, so each version is
+//! compiled once and later loads take milliseconds.
+//!
+//! Known limit, for now: instances use on-demand allocation rather than
 //! wasmtime's pooling allocator.
 
 pub mod bindings;
@@ -314,6 +317,23 @@ impl Runtime {
         let mut engine_config = wasmtime::Config::new();
         engine_config.wasm_component_model(true);
         engine_config.epoch_interruption(true);
+        if config.compiled_cache {
+            let dir = config.compiled_cache_dir.clone().unwrap_or_else(|| {
+                let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+                home.join(".cache/switchyard/compiled-plugins")
+            });
+            let mut cache_config = wasmtime::CacheConfig::new();
+            cache_config.with_directory(&dir);
+            let cache = wasmtime::Cache::new(cache_config)
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    format!(
+                        "cannot use `{}` as the compiled-plugin cache",
+                        dir.display()
+                    )
+                })?;
+            engine_config.cache(Some(cache));
+        }
         let engine = Engine::new(&engine_config)
             .map_err(anyhow::Error::from)
             .context("cannot create the wasm engine")?;

@@ -86,7 +86,9 @@ pub enum RegistryError {
     #[error("version `{0}` is not valid: use a number from 1 or `latest`")]
     InvalidVersion(String),
     /// 42208.
-    #[error("subject `{0}` is not valid: use 1 to 255 characters without control or invisible characters")]
+    #[error(
+        "subject `{0}` is not valid: use 1 to 255 characters without control or invisible characters"
+    )]
     InvalidSubject(String),
     /// 50001.
     #[error("error in the backend data store: {0}")]
@@ -102,7 +104,9 @@ pub fn check_subject(subject: &str) -> Result<(), RegistryError> {
         || subject.len() > MAX_SUBJECT_BYTES
         || subject.chars().any(crate::nvo::is_unsafe_char)
     {
-        return Err(RegistryError::InvalidSubject(subject.escape_debug().to_string()));
+        return Err(RegistryError::InvalidSubject(
+            subject.escape_debug().to_string(),
+        ));
     }
     Ok(())
 }
@@ -248,6 +252,7 @@ impl Registry {
         subject: &str,
         text: &str,
     ) -> Result<SubjectVersion, RegistryError> {
+        check_subject(subject)?;
         let schema = Schema::parse_str(text)
             .map_err(|error| RegistryError::InvalidSchema(error.to_string()))?;
         let canonical = schema.canonical_form();

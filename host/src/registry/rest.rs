@@ -85,9 +85,7 @@ impl From<RegistryError> for ConfluentError {
             | RegistryError::SchemaNotFound => StatusCode::NOT_FOUND,
             RegistryError::InvalidSchema(_)
             | RegistryError::InvalidVersion(_)
-            | RegistryError::InvalidSubject(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            | RegistryError::InvalidSubject(_) => StatusCode::UNPROCESSABLE_ENTITY,
             RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ConfluentError {
@@ -118,7 +116,10 @@ where
 {
     type Rejection = ConfluentError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => Ok(ConfluentPath(value)),
             Err(rejection) => Err(ConfluentError {

@@ -155,6 +155,7 @@ async fn grpc_errors_carry_the_same_codes() {
     let status = client
         .publish(proto::PublishRequest {
             event: Some(proto::EventInput {
+                time: String::new(),
                 noun: "claim".into(),
                 verb: "reconsideration-received".into(),
                 key: "k".into(),
@@ -181,6 +182,7 @@ async fn grpc_errors_carry_the_same_codes() {
     let status = client
         .publish(proto::PublishRequest {
             event: Some(proto::EventInput {
+                time: String::new(),
                 noun: "invoice".into(),
                 verb: "paid".into(),
                 key: "k".into(),
@@ -196,4 +198,107 @@ async fn grpc_errors_carry_the_same_codes() {
         status.get_details_error_info().unwrap().reason,
         "unknown-noun"
     );
+}
+
+#[tokio::test]
+async fn only_json_bodies_are_accepted() {
+    let host = shared_host();
+    let url = host.url("/v1/events/claim/reconsideration-received");
+    let body = br#"{"key": "k", "object": {}}"#.to_vec();
+    for content_type in [
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "",
+    ] {
+        let (status, _, problem) = post_raw(&url, body.clone(), content_type).await;
+        assert_eq!(status, 415, "{content_type}: {problem}");
+        assert_eq!(problem["code"], "unsupported-media-type");
+        assert_eq!(problem["stored"], "no");
+    }
+    let (status, _, problem) = post_raw(&url, body, "application/json; charset=utf-8").await;
+    assert_eq!(status, 422, "json with parameters is json: {problem}");
+}
+
+#[tokio::test]
+async fn names_and_sources_refuse_invisible_and_oversized_text() {
+    let host = shared_host();
+    let url = host.url("/v1/events/claim/reconsideration-received");
+    let object = json!({"claim_id": "c", "provider_id": "1", "reason": "r", "received_at": "2026-01-01T00:00:00Z"});
+    for key in ["abc\u{202E}fed", "line\u{2028}break"] {
+        let (status, _, body) = post_json(&url, &json!({"key": key, "object": object})).await;
+        assert_eq!(status, 400, "{key:?}: {body}");
+        assert_eq!(body["field"], "key");
+    }
+    let (status, _, body) = post_json(
+        &url,
+        &json!({"key": "k", "source": "s".repeat(2_000), "object": object}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["field"], "source");
+}
+
+#[tokio::test]
+async fn internal_topics_cannot_be_streamed() {
+    let host = shared_host();
+    for topic in ["_schemas", "__consumer_offsets"] {
+        let response = reqwest::get(host.url(&format!("/v1/topics/{topic}/events")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{topic}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "invalid-name");
+    }
+    let response = reqwest::get(host.url("/v1/events/%FF/x")).await.unwrap();
+    assert_eq!(response.status(), 405, "GET on a publish path");
+    let response = reqwest::Client::new()
+        .post(host.url("/v1/events/%FF/x"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["content-type"], PROBLEM);
+}
+
+#[tokio::test]
+async fn long_echoed_values_keep_the_grpc_code() {
+    use tonic_types::StatusExt;
+    let host = shared_host();
+    let mut client = EventsClient::connect(format!("http://{}", host.grpc))
+        .await
+        .unwrap();
+    let object = json!({"claim_id": "c", "provider_id": "1", "reason": "r", "received_at": "x".repeat(5_000)});
+    let status = client
+        .publish(proto::PublishRequest {
+            event: Some(proto::EventInput {
+                time: String::new(),
+                noun: "claim".into(),
+                verb: "reconsideration-received".into(),
+                key: "k".into(),
+                object_json: object.to_string(),
+                id: String::new(),
+                source: String::new(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        status.get_details_error_info().unwrap().reason,
+        "schema-violation"
+    );
+    assert!(status.message().len() < 700);
+
+    let empty = client
+        .publish_batch(proto::PublishBatchRequest { events: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), tonic::Code::InvalidArgument);
 }

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod harness;
+mod languages;
 mod outage;
 mod registry;
 mod resume;

@@ -106,3 +106,33 @@ async fn confluent_api_and_state_survive_a_new_instance() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn registry_errors_keep_confluent_shape() {
+    let host = shared_host();
+    let base = format!("http://{}", host.registry);
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{base}/subjects/a%0Ab/versions"))
+        .json(&json!({"schema": "\"string\""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_code"], 42208);
+    for path in ["/no/such/path", "/subjects/x/versions/1/nothing"] {
+        let response = reqwest::get(format!("{base}{path}")).await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error_code"], 404);
+    }
+    let response = client
+        .delete(format!("{base}/subjects"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_code"], 405);
+}

@@ -220,4 +220,83 @@ async fn grpc_resume_from_a_position_has_no_gap_and_no_duplicate() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let status = client
+        .subscribe(request(proto::subscribe_request::Start::After(
+            String::new(),
+        )))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "an empty position is not `latest`"
+    );
+}
+
+#[tokio::test]
+async fn a_position_missing_partitions_gets_a_reset_naming_them() {
+    let host = shared_host();
+    let mut stream = SseReader::connect(&host.url("/v1/nouns/claim/events"), Some("0:0"))
+        .await
+        .unwrap();
+    stream
+        .until_event("subscribed", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let reset = stream
+        .next(Duration::from_secs(10))
+        .await
+        .expect("reset frame");
+    assert_eq!(reset.event.as_deref(), Some("reset"));
+    assert!(
+        reset.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not include partition"),
+        "{}",
+        reset.data
+    );
+}
+
+#[tokio::test]
+async fn trace_headers_are_carried_only_when_valid() {
+    let host = shared_host();
+    let key = unique("T");
+    let url = host.url(&format!("/v1/nouns/claim/events?key={key}"));
+    let mut stream = SseReader::connect(&url, None).await.unwrap();
+    stream
+        .until_event("subscribed", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let valid = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let client = reqwest::Client::new();
+    for traceparent in ["garbage!!", valid] {
+        let response = client
+            .post(host.url("/v1/events/claim/reconsideration-received"))
+            .header("traceparent", traceparent)
+            .header("baggage", "tenant=acme")
+            .json(&json!({"key": key, "object": {"claim_id": key, "provider_id": "1", "reason": traceparent, "received_at": "2026-01-01T00:00:00Z"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            201,
+            "a bad traceparent never fails the request"
+        );
+    }
+    let first = stream
+        .until_event("claim.reconsideration-received", Duration::from_secs(15))
+        .await
+        .unwrap()
+        .json();
+    assert!(first["extensions"].get("traceparent").is_none(), "{first}");
+    assert!(first["extensions"].get("baggage").is_none());
+    let second = stream
+        .until_event("claim.reconsideration-received", Duration::from_secs(15))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(second["extensions"]["traceparent"], valid);
+    assert_eq!(second["extensions"]["baggage"], "tenant=acme");
 }

@@ -76,6 +76,7 @@ async fn rest_and_grpc_publish_come_back_equal_over_sse_and_grpc() {
     let published = client
         .publish(proto::PublishRequest {
             event: Some(proto::EventInput {
+                time: String::new(),
                 noun: "claim".into(),
                 verb: "reconsideration-received".into(),
                 key: key.clone(),
@@ -165,6 +166,7 @@ async fn grpc_batch_reports_each_entry_in_order() {
         .await
         .unwrap();
     let entry = |verb: &str, object: Value| proto::EventInput {
+        time: String::new(),
         noun: "claim".into(),
         verb: verb.into(),
         key: key.clone(),
@@ -179,6 +181,7 @@ async fn grpc_batch_reports_each_entry_in_order() {
                 entry("reconsideration-received", good.clone()),
                 entry("reconsideration-received", json!({"claim_id": key})),
                 proto::EventInput {
+                    time: String::new(),
                     object_json: "{not json".into(),
                     ..entry("reconsideration-received", good.clone())
                 },
@@ -198,7 +201,7 @@ async fn grpc_batch_reports_each_entry_in_order() {
         panic!("expected an error")
     };
     assert_eq!(missing.code, "schema-violation");
-    assert_eq!(missing.field, "object.provider_id");
+    assert_eq!(missing.field, "events[1].object.provider_id");
     assert_eq!(missing.stored, "no");
     let proto::batch_result::Outcome::Error(malformed) = &outcomes[2] else {
         panic!("expected an error")

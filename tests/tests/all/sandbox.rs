@@ -19,6 +19,7 @@ fn runtime() -> Runtime {
         dir: None,
         call_timeout_ms: 1_000,
         memory_limit_bytes: 64 * 1024 * 1024,
+        ..PluginsConfig::default()
     })
     .unwrap()
 }
