@@ -40,6 +40,8 @@ pub enum Code {
     MethodNotAllowed,
     /// The request body's media type is not accepted.
     UnsupportedMediaType,
+    /// An idempotency key was reused for a different event.
+    IdempotencyConflict,
     /// Kafka did not acknowledge in time or is unreachable.
     KafkaUnavailable,
     /// The schema registry could not be reached or answered an error.
@@ -63,6 +65,7 @@ impl Code {
             Code::NotFound => "not-found",
             Code::MethodNotAllowed => "method-not-allowed",
             Code::UnsupportedMediaType => "unsupported-media-type",
+            Code::IdempotencyConflict => "idempotency-conflict",
             Code::KafkaUnavailable => "kafka-unavailable",
             Code::RegistryUnavailable => "registry-unavailable",
             Code::Internal => "internal",
@@ -83,6 +86,7 @@ impl Code {
             Code::NotFound => "not found",
             Code::MethodNotAllowed => "method not allowed",
             Code::UnsupportedMediaType => "unsupported media type",
+            Code::IdempotencyConflict => "idempotency key reused",
             Code::KafkaUnavailable => "kafka unavailable",
             Code::RegistryUnavailable => "schema registry unavailable",
             Code::Internal => "internal error",
@@ -99,6 +103,7 @@ impl Code {
             Code::SchemaViolation => StatusCode::UNPROCESSABLE_ENTITY,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::IdempotencyConflict => StatusCode::CONFLICT,
             Code::PayloadTooLarge | Code::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::KafkaUnavailable | Code::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -118,6 +123,7 @@ impl Code {
             Code::Internal => tonic::Code::Internal,
             Code::MethodNotAllowed => tonic::Code::Unimplemented,
             Code::UnsupportedMediaType => tonic::Code::InvalidArgument,
+            Code::IdempotencyConflict => tonic::Code::AlreadyExists,
         }
     }
 }

@@ -69,6 +69,7 @@ fn input(
         source: Some(event.source).filter(|source| !source.is_empty()),
         time,
         extensions: trace.to_vec(),
+        idempotency_key: None,
     })
 }
 
@@ -79,6 +80,7 @@ fn result(published: Published) -> proto::PublishResult {
         partition: published.partition,
         offset: published.offset,
         schema_id: published.schema_id,
+        duplicate: published.duplicate,
     }
 }
 
@@ -97,10 +99,17 @@ impl Events for EventsService {
         request: Request<proto::PublishRequest>,
     ) -> Result<Response<proto::PublishResult>, Status> {
         let trace = trace(&request);
+        let idempotency_key = request
+            .metadata()
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string());
         let event = request.into_inner().event.ok_or_else(|| {
             ApiError::new(Code::MalformedRequest, "`event` is missing").with_field("event")
         })?;
-        let published = self.app.publisher.publish(input(event, &trace)?).await?;
+        let mut event = input(event, &trace)?;
+        event.idempotency_key = idempotency_key;
+        let published = self.app.publisher.publish(event).await?;
         Ok(Response::new(result(published)))
     }
 

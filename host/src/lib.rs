@@ -10,7 +10,8 @@
 //! - [`avro`]: the Avro codec and the Confluent wire format.
 //! - [`registry`]: the embedded, Kafka-backed Confluent-compatible registry.
 //! - [`envelope`]: event metadata as CloudEvents Kafka headers.
-//! - [`publish`]: validate, encode and write an event.
+//! - [`publish`]: validate, encode and write an event; [`idempotency`]
+//!   makes retries safe.
 //! - [`kafka`]: the shared producer, topic creation, consumer settings.
 //! - [`subscribe`]: resumable streams for SSE and gRPC subscribers.
 //! - [`plugin`]: the wasmtime runtime for team plugins.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod grpc;
+pub mod idempotency;
 pub mod kafka;
 pub mod nvo;
 pub mod pipeline;

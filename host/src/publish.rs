@@ -18,6 +18,7 @@ use crate::avro;
 use crate::catalog::Catalog;
 use crate::envelope::{Envelope, MAX_ID_BYTES};
 use crate::error::{ApiError, Code, Stored};
+use crate::idempotency::{Claim, Idempotency};
 use crate::kafka::{Kafka, MAX_PUBLISHED_RECORD_BYTES};
 use crate::nvo::{Noun, Verb, check_key, is_unsafe_char};
 
@@ -43,6 +44,9 @@ pub struct EventInput {
     pub time: Option<DateTime<Utc>>,
     /// Extension headers to carry (`traceparent`, `causationid`, …).
     pub extensions: Vec<(String, Option<Vec<u8>>)>,
+    /// Makes a retry safe: a repeat within the window returns the first
+    /// result. Defaults to the event id when the publisher chose one.
+    pub idempotency_key: Option<String>,
 }
 
 /// Where a published event landed.
@@ -58,6 +62,9 @@ pub struct Published {
     pub offset: i64,
     /// Schema id in the record's wire format.
     pub schema_id: u32,
+    /// True when this is the result of an earlier publish with the same
+    /// idempotency key; nothing new was written.
+    pub duplicate: bool,
 }
 
 /// A validated, encoded event, ready to write.
@@ -71,18 +78,28 @@ pub struct Prepared {
     pub value: Vec<u8>,
     /// Schema id used.
     pub schema_id: u32,
+    /// Idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// Hash of what makes this event this event (type, key, object), to
+    /// tell a retry from a different event reusing a key.
+    pub fingerprint: u64,
 }
 
 /// Publishes events.
 pub struct Publisher {
     kafka: Arc<Kafka>,
     catalog: Arc<Catalog>,
+    idempotency: Idempotency,
 }
 
 impl Publisher {
     /// A publisher over these clients and this catalog.
     pub fn new(kafka: Arc<Kafka>, catalog: Arc<Catalog>) -> Publisher {
-        Publisher { kafka, catalog }
+        Publisher {
+            kafka,
+            catalog,
+            idempotency: Idempotency::default(),
+        }
     }
 
     /// Checks and encodes an event without writing it.
@@ -123,6 +140,19 @@ impl Publisher {
             ));
         }
         let mut envelope = Envelope::new(noun, verb, input.key, source);
+        // A publisher-chosen event id is a natural idempotency key.
+        let idempotency_key = input.idempotency_key.or_else(|| input.id.clone());
+        if let Some(key) = &idempotency_key
+            && (key.is_empty() || key.len() > MAX_ID_BYTES || key.chars().any(is_unsafe_char))
+        {
+            return Err(stored_no(
+                ApiError::new(
+                    Code::InvalidName,
+                    format!("idempotency key must be 1 to {MAX_ID_BYTES} bytes without control characters"),
+                )
+                .with_field("idempotency_key"),
+            ));
+        }
         if let Some(id) = input.id {
             if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(is_unsafe_char) {
                 return Err(stored_no(
@@ -160,11 +190,21 @@ impl Publisher {
                 .with_field("object"),
             ));
         }
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            envelope.event_type().hash(&mut hasher);
+            envelope.key.hash(&mut hasher);
+            value.hash(&mut hasher);
+            hasher.finish()
+        };
         Ok(Prepared {
             topic: envelope.noun.as_str().to_string(),
             envelope,
             value,
             schema_id: schema.id,
+            idempotency_key,
+            fingerprint,
         })
     }
 
@@ -193,13 +233,37 @@ impl Publisher {
             partition: landed.partition,
             offset: landed.offset,
             schema_id: prepared.schema_id,
+            duplicate: false,
         })
     }
 
     /// Checks, encodes and writes one event.
     pub async fn publish(&self, input: EventInput) -> Result<Published, ApiError> {
         let prepared = self.prepare(input)?;
-        self.send(prepared).await
+        self.send_once(prepared).await
+    }
+
+    /// Sends unless the idempotency key was seen: then the first result.
+    async fn send_once(&self, prepared: Prepared) -> Result<Published, ApiError> {
+        let Some(key) = prepared.idempotency_key.clone() else {
+            return self.send(prepared).await;
+        };
+        // Keys are per noun, like the events they protect.
+        let key = format!("{}/{key}", prepared.topic);
+        let fingerprint = prepared.fingerprint;
+        match self.idempotency.claim(&key, fingerprint).await? {
+            Claim::Duplicate(mut first) => {
+                first.duplicate = true;
+                tracing::debug!(key, id = %first.id, "duplicate publish answered from memory");
+                Ok(first)
+            }
+            Claim::Proceed(done_tx) => {
+                let result = self.send(prepared).await;
+                self.idempotency
+                    .finish(&key, fingerprint, &done_tx, &result);
+                result
+            }
+        }
     }
 
     /// Publishes a batch. Every entry is checked first; valid entries are
@@ -212,7 +276,7 @@ impl Publisher {
             .collect();
         join_all(prepared.into_iter().map(|entry| async move {
             match entry {
-                Ok(prepared) => self.send(prepared).await,
+                Ok(prepared) => self.send_once(prepared).await,
                 Err(error) => Err(error),
             }
         }))

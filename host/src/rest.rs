@@ -194,8 +194,23 @@ fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
     })
 }
 
+/// The `Idempotency-Key` header, if sent.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(|v| Some(v.trim().to_string()))
+            .map_err(|_| {
+                ApiError::new(Code::InvalidName, "`Idempotency-Key` must be visible ASCII")
+                    .with_field("Idempotency-Key")
+            }),
+    }
+}
+
 fn published_json(published: &Published) -> Value {
     json!({
+        "duplicate": published.duplicate,
         "id": published.id,
         "topic": published.topic,
         "partition": published.partition,
@@ -222,9 +237,16 @@ async fn publish_one(
         source: body.source,
         time: body.time,
         extensions: trace_extensions(&headers),
+        idempotency_key: idempotency_key(&headers)?,
     };
     let published = app.publisher.publish(input).await?;
-    Ok((StatusCode::CREATED, Json(published_json(&published))).into_response())
+    // A repeat is a success that wrote nothing new: 200, not 201.
+    let status = if published.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(published_json(&published))).into_response())
 }
 
 async fn publish_batch(
@@ -270,6 +292,8 @@ async fn publish_batch(
             source: entry.source,
             time: entry.time,
             extensions: extensions.clone(),
+            // Each entry is protected by its own event id, when it has one.
+            idempotency_key: None,
         }));
     }
     let valid: Vec<EventInput> = parsed

@@ -208,3 +208,57 @@ async fn grpc_batch_reports_each_entry_in_order() {
     };
     assert_eq!(malformed.code, "malformed-request");
 }
+
+#[tokio::test]
+async fn a_retried_publish_is_answered_once() {
+    let host = shared_host();
+    let key = unique("CLM");
+    let url = host.url("/v1/events/claim/reconsideration-received");
+    let object = json!({"claim_id": key, "provider_id": "1", "reason": "r", "received_at": "2026-01-01T00:00:00Z"});
+    let id = unique("evt");
+
+    // By event id: the repeat returns the first result and says so.
+    let (status, _, first) =
+        post_json(&url, &json!({"key": key, "id": id, "object": object})).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["duplicate"], false);
+    let (status, _, again) =
+        post_json(&url, &json!({"key": key, "id": id, "object": object})).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["offset"], first["offset"]);
+    assert_eq!(again["partition"], first["partition"]);
+
+    // The same id for a different event is a conflict, not a silent reuse.
+    let mut other = object.clone();
+    other["reason"] = json!("something else");
+    let (status, _, conflict) =
+        post_json(&url, &json!({"key": key, "id": id, "object": other})).await;
+    assert_eq!(status, 409, "{conflict}");
+    assert_eq!(conflict["code"], "idempotency-conflict");
+
+    // By Idempotency-Key: concurrent repeats write one event.
+    let idem = unique("idem");
+    let client = reqwest::Client::new();
+    let send = || {
+        client
+            .post(&url)
+            .header("idempotency-key", &idem)
+            .json(&json!({"key": key, "object": object}))
+            .send()
+    };
+    let (a, b, c) = tokio::join!(send(), send(), send());
+    let mut bodies = Vec::new();
+    for response in [a, b, c] {
+        let response = response.unwrap();
+        assert!(response.status() == 200 || response.status() == 201);
+        bodies.push(response.json::<Value>().await.unwrap());
+    }
+    let fresh = bodies.iter().filter(|b| b["duplicate"] == false).count();
+    assert_eq!(fresh, 1, "{bodies:?}");
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b["offset"] == bodies[0]["offset"] && b["id"] == bodies[0]["id"])
+    );
+}
