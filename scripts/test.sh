@@ -18,5 +18,14 @@ bash "$ROOT/scripts/setup.sh"
 bash "$ROOT/scripts/stack.sh" up
 
 cd "$ROOT"
-cargo test --workspace --all-targets --no-fail-fast
-cargo test --workspace --doc
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+status=0
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee -a "$LOG" || status=1
+cargo test --workspace --doc 2>&1 | tee -a "$LOG" || status=1
+
+# One closing line for the whole run: cargo prints a result per test binary,
+# and the last of those is often a crate with no doc tests.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "switchyard: %d passed, %d failed\n", p, f }' "$LOG"
+exit "$status"

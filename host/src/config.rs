@@ -119,6 +119,10 @@ pub struct PluginsConfig {
     /// Folder of the compiled-plugin cache. Default
     /// `$HOME/.cache/switchyard/compiled-plugins`.
     pub compiled_cache_dir: Option<PathBuf>,
+    /// Folder where this instance keeps the components of uploaded plugins
+    /// (the copy of record is on Kafka). Default
+    /// `$HOME/.cache/switchyard/plugin-artifacts`.
+    pub artifacts_dir: Option<PathBuf>,
 }
 
 /// Log settings.
@@ -193,6 +197,7 @@ impl Default for PluginsConfig {
             memory_limit_bytes: 64 * 1024 * 1024,
             compiled_cache: true,
             compiled_cache_dir: None,
+            artifacts_dir: None,
         }
     }
 }

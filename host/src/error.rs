@@ -42,6 +42,12 @@ pub enum Code {
     UnsupportedMediaType,
     /// An idempotency key was reused for a different event.
     IdempotencyConflict,
+    /// An uploaded plugin was refused (bad manifest, wrong world, an import
+    /// that is not granted, fails to instantiate).
+    InvalidPlugin,
+    /// The request conflicts with the current state (an existing version,
+    /// nothing to roll back to).
+    Conflict,
     /// Kafka did not acknowledge in time or is unreachable.
     KafkaUnavailable,
     /// The schema registry could not be reached or answered an error.
@@ -66,6 +72,8 @@ impl Code {
             Code::MethodNotAllowed => "method-not-allowed",
             Code::UnsupportedMediaType => "unsupported-media-type",
             Code::IdempotencyConflict => "idempotency-conflict",
+            Code::InvalidPlugin => "invalid-plugin",
+            Code::Conflict => "conflict",
             Code::KafkaUnavailable => "kafka-unavailable",
             Code::RegistryUnavailable => "registry-unavailable",
             Code::Internal => "internal",
@@ -87,6 +95,8 @@ impl Code {
             Code::MethodNotAllowed => "method not allowed",
             Code::UnsupportedMediaType => "unsupported media type",
             Code::IdempotencyConflict => "idempotency key reused",
+            Code::InvalidPlugin => "plugin refused",
+            Code::Conflict => "conflict",
             Code::KafkaUnavailable => "kafka unavailable",
             Code::RegistryUnavailable => "schema registry unavailable",
             Code::Internal => "internal error",
@@ -103,7 +113,8 @@ impl Code {
             Code::SchemaViolation => StatusCode::UNPROCESSABLE_ENTITY,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::IdempotencyConflict => StatusCode::CONFLICT,
+            Code::IdempotencyConflict | Code::Conflict => StatusCode::CONFLICT,
+            Code::InvalidPlugin => StatusCode::UNPROCESSABLE_ENTITY,
             Code::PayloadTooLarge | Code::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::KafkaUnavailable | Code::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -124,6 +135,8 @@ impl Code {
             Code::MethodNotAllowed => tonic::Code::Unimplemented,
             Code::UnsupportedMediaType => tonic::Code::InvalidArgument,
             Code::IdempotencyConflict => tonic::Code::AlreadyExists,
+            Code::Conflict => tonic::Code::FailedPrecondition,
+            Code::InvalidPlugin => tonic::Code::InvalidArgument,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! Map of the modules, in the order an event meets them:
 //!
 //! - [`config`]: typed configuration from a file and the environment.
-//! - [`rest`], [`grpc`]: the APIs; both speak the [`error`] vocabulary.
+//! - [`rest`], [`grpc`]: the APIs; both speak the [`error`] vocabulary;
+//!   [`admin`] manages plugins.
 //! - [`nvo`]: nouns, verbs and keys, and the rules for their names.
 //! - [`catalog`]: which Avro schema and subject govern each noun and verb.
 //! - [`avro`]: the Avro codec and the Confluent wire format.
@@ -19,8 +20,10 @@
 //! - [`trace_context`]: W3C trace headers from callers.
 //! - [`shutdown`], [`telemetry`]: process plumbing.
 
+pub mod admin;
 pub mod avro;
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod envelope;
 pub mod error;
@@ -49,6 +52,8 @@ use tokio::sync::watch;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::kafka::{Kafka, TopicKind};
+use crate::plugin::store::PluginStore;
+use crate::plugin::supervisor::Supervisor;
 use crate::plugin::{Plugin, Runtime};
 use crate::publish::Publisher;
 use crate::registry::Registry;
@@ -68,8 +73,14 @@ pub struct App {
     pub catalog: Arc<Catalog>,
     /// Publisher.
     pub publisher: Arc<Publisher>,
-    /// Loaded plugins.
+    /// Plugins loaded from `plugins.dir`.
     pub plugins: Vec<Arc<Plugin>>,
+    /// The wasm runtime every plugin runs in.
+    pub runtime: Arc<Runtime>,
+    /// Uploaded plugins, shared by every instance through Kafka.
+    pub store: Arc<PluginStore>,
+    /// Keeps pipelines in line with the store.
+    pub supervisor: Arc<Supervisor>,
     /// Turns true when the host starts shutting down; long-lived streams
     /// (SSE, gRPC subscriptions) end on it so shutdown does not wait for
     /// clients to hang up.
@@ -99,15 +110,9 @@ impl App {
             .await?;
         let publisher = Arc::new(Publisher::new(Arc::clone(&kafka), Arc::clone(&catalog)));
 
+        let runtime = Arc::new(Runtime::new(&config.plugins)?);
         let plugins = match &config.plugins.dir {
-            Some(dir) => {
-                let runtime = Runtime::new(&config.plugins)?;
-                let plugins = runtime.load_dir(dir)?;
-                // The runtime owns the epoch ticker; it lives as long as the
-                // process does.
-                std::mem::forget(runtime);
-                plugins
-            }
+            Some(dir) => runtime.load_dir(dir)?,
             None => Vec::new(),
         };
         for plugin in &plugins {
@@ -120,6 +125,23 @@ impl App {
                 }
             }
         }
+        let artifacts_dir = config.plugins.artifacts_dir.clone().unwrap_or_else(|| {
+            let home =
+                std::env::var_os("HOME").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+            home.join(".cache/switchyard/plugin-artifacts")
+        });
+        let store = PluginStore::start(Arc::clone(&kafka), artifacts_dir).await?;
+        let context = Arc::new(pipeline::PipelineContext {
+            kafka: Arc::clone(&kafka),
+            registry: Arc::clone(&registry),
+            publisher: Arc::clone(&publisher),
+        });
+        let supervisor = Supervisor::new(
+            Arc::clone(&runtime),
+            Arc::clone(&store),
+            context,
+            plugins.clone(),
+        );
         Ok(Arc::new(App {
             config,
             kafka,
@@ -127,6 +149,9 @@ impl App {
             catalog,
             publisher,
             plugins,
+            runtime,
+            store,
+            supervisor,
             shutdown_tx: watch::channel(false).0,
         }))
     }
@@ -268,20 +293,10 @@ impl Bound {
                     .context("grpc server failed")
             }
         });
-        let context = Arc::new(pipeline::PipelineContext {
-            kafka: Arc::clone(&app.kafka),
-            registry: Arc::clone(&app.registry),
-            publisher: Arc::clone(&app.publisher),
-        });
         // Pipelines live in a set of their own: one that stops (say, an
         // aggregator that cannot run yet) must not stop the servers.
         let mut pipelines = tokio::task::JoinSet::new();
-        for plugin in &app.plugins {
-            let context = Arc::clone(&context);
-            let plugin = Arc::clone(plugin);
-            let rx = shutdown_rx.clone();
-            pipelines.spawn(pipeline::run(context, plugin, rx));
-        }
+        pipelines.spawn(Arc::clone(&app.supervisor).run(shutdown_rx.clone()));
 
         // Stop on the signal, or as soon as any server fails.
         let failed = tokio::select! {

@@ -33,6 +33,22 @@ enum Command {
     },
 }
 
+/// Where the host's admin API is, and how to print.
+#[derive(Debug, clap::Args)]
+struct Remote {
+    /// Base URL of a running host's REST API.
+    #[arg(
+        long,
+        env = "SWITCHYARD_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    server: String,
+    /// `text` for people, `json` for scripts.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    output: switchyard::cli::Output,
+}
+
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Runs a plugin on events from a JSON file, without Kafka, and prints
@@ -54,6 +70,83 @@ enum PluginCommand {
         #[arg(long, default_value_t = 64 * 1024 * 1024)]
         memory_limit_bytes: usize,
     },
+    /// Uploads a component with its manifest; the host validates it first.
+    Push {
+        /// The component (`.wasm`).
+        wasm: PathBuf,
+        /// The manifest; default: the `.toml` beside the component.
+        #[arg(long, short)]
+        manifest: Option<PathBuf>,
+        /// Activate the version right after the upload.
+        #[arg(long)]
+        activate: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Lists plugins with their active version and state.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Shows one plugin: versions, state and call statistics.
+    Show {
+        /// Plugin name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Makes a version the active one on every instance.
+    Activate {
+        /// Plugin name.
+        name: String,
+        /// Version to activate.
+        version: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Goes back to the version that was active before.
+    Rollback {
+        /// Plugin name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Stops the plugin's pipeline on every instance.
+    Pause {
+        /// Plugin name.
+        name: String,
+        /// Why, shown in its status.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Starts a paused plugin again.
+    Resume {
+        /// Plugin name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Deletes a plugin and every version of it.
+    Delete {
+        /// Plugin name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn remote(remote: &Remote, action: switchyard::cli::Action<'_>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => {
+            runtime.block_on(switchyard::cli::run(&remote.server, action, remote.output))
+        }
+        Err(error) => {
+            eprintln!("switchyard: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn plugin_test(
@@ -138,6 +231,47 @@ fn main() -> ExitCode {
             timeout_ms,
             memory_limit_bytes,
         ),
+        Command::Plugin(PluginCommand::Push {
+            wasm,
+            manifest,
+            activate,
+            remote: r,
+        }) => {
+            let manifest = manifest.unwrap_or_else(|| wasm.with_extension("toml"));
+            remote(
+                &r,
+                switchyard::cli::Action::Push {
+                    wasm: &wasm,
+                    manifest: &manifest,
+                    activate,
+                },
+            )
+        }
+        Command::Plugin(PluginCommand::List { remote: r }) => {
+            remote(&r, switchyard::cli::Action::List)
+        }
+        Command::Plugin(PluginCommand::Show { name, remote: r }) => {
+            remote(&r, switchyard::cli::Action::Show(&name))
+        }
+        Command::Plugin(PluginCommand::Activate {
+            name,
+            version,
+            remote: r,
+        }) => remote(&r, switchyard::cli::Action::Activate(&name, &version)),
+        Command::Plugin(PluginCommand::Rollback { name, remote: r }) => {
+            remote(&r, switchyard::cli::Action::Rollback(&name))
+        }
+        Command::Plugin(PluginCommand::Pause {
+            name,
+            reason,
+            remote: r,
+        }) => remote(&r, switchyard::cli::Action::Pause(&name, reason.as_deref())),
+        Command::Plugin(PluginCommand::Resume { name, remote: r }) => {
+            remote(&r, switchyard::cli::Action::Resume(&name))
+        }
+        Command::Plugin(PluginCommand::Delete { name, remote: r }) => {
+            remote(&r, switchyard::cli::Action::Delete(&name))
+        }
         Command::CheckConfig { config } => {
             match switchyard::config::Config::load(config.as_deref()) {
                 Ok(config) => {

@@ -62,11 +62,18 @@ pub struct PipelineContext {
 }
 
 /// Runs one plugin's pipeline until shutdown.
+/// Runs one plugin's pipeline until `stop_rx` turns true. The plugin comes
+/// from `plugin_rx` and is read afresh before every record, so a newly
+/// activated version takes over between two records: each record is handled
+/// entirely by one version, and the consumer group (named after the plugin,
+/// not the version) continues from the same offsets, so nothing is skipped
+/// or handled twice across the swap.
 pub async fn run(
     ctx: Arc<PipelineContext>,
-    plugin: Arc<Plugin>,
+    mut plugin_rx: watch::Receiver<Arc<Plugin>>,
     mut shutdown_rx: watch::Receiver<bool>,
 ) {
+    let mut plugin = plugin_rx.borrow_and_update().clone();
     if plugin.manifest().kind == crate::plugin::Kind::Aggregator {
         // Aggregators need the keyed state store with its changelog, which is
         // not built yet; `switchyard plugin test` runs them with state kept
@@ -78,7 +85,11 @@ pub async fn run(
         return;
     }
     let group = format!("switchyard.plugin.{}", plugin.manifest().name);
-    let consumer: StreamConsumer = match ctx.kafka.consumer_config(&group).create() {
+    let mut consumer_config = ctx.kafka.consumer_config(&group);
+    if plugin.manifest().start == crate::plugin::manifest::StartFrom::Latest {
+        consumer_config.set("auto.offset.reset", "latest");
+    }
+    let consumer: StreamConsumer = match consumer_config.create() {
         Ok(consumer) => consumer,
         Err(error) => {
             tracing::error!(plugin = plugin.label(), %error, "cannot create pipeline consumer; plugin not running");
@@ -95,7 +106,7 @@ pub async fn run(
 
     loop {
         let message = tokio::select! {
-            _ = shutdown_rx.changed() => break,
+            () = crate::shutdown::stopped(&mut shutdown_rx) => break,
             received = consumer.recv() => match received {
                 Ok(message) => message,
                 Err(error) => {
@@ -105,6 +116,15 @@ pub async fn run(
                 }
             },
         };
+        if plugin_rx.has_changed().unwrap_or(false) {
+            let next = plugin_rx.borrow_and_update().clone();
+            tracing::info!(
+                from = plugin.label(),
+                to = next.label(),
+                "plugin version swapped"
+            );
+            plugin = next;
+        }
         let mut attempt = 0_u32;
         loop {
             let outcome = match handle(&ctx, &plugin, &message).await {
@@ -150,7 +170,7 @@ pub async fn run(
                     );
                     let backoff = Duration::from_millis(200 * u64::from(attempt.min(25)));
                     tokio::select! {
-                        _ = shutdown_rx.changed() => {
+                        () = crate::shutdown::stopped(&mut shutdown_rx) => {
                             tracing::info!(plugin = plugin.label(), "pipeline stopped with an unfinished record; it will be processed again");
                             return;
                         }

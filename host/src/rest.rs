@@ -59,7 +59,9 @@ pub fn router(app: Arc<App>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(app)
+        .with_state(Arc::clone(&app))
+        // The admin routes carry their own, larger body limit for components.
+        .merge(crate::admin::router(app))
 }
 
 async fn openapi() -> Response {

@@ -27,3 +27,10 @@ pub async fn signal() {
         () = terminate => tracing::info!(signal = "SIGTERM", "stop requested"),
     }
 }
+
+/// Resolves once a stop watch turns true (or its sender is gone). Returns
+/// unit rather than the watch's guard, so it can sit in a `select!` whose
+/// other arms await.
+pub async fn stopped(stop_rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop_rx.wait_for(|stop| *stop).await;
+}

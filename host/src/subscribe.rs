@@ -293,7 +293,7 @@ pub async fn open(
             let received = tokio::select! {
                 // The host is shutting down: end the stream, so the client
                 // reconnects (with its last id) to another instance.
-                _ = shutdown_rx.wait_for(|stop| *stop) => break,
+                () = crate::shutdown::stopped(&mut shutdown_rx) => break,
                 received = consumer.recv() => received,
             };
             let message = match received {

@@ -75,6 +75,22 @@ pub struct Manifest {
     /// Tighter limits than the host's defaults (never looser).
     #[serde(default)]
     pub limits: Limits,
+    /// Where a new plugin starts reading when its consumer group has no
+    /// committed offsets yet: `earliest` (default, every event the topics
+    /// still hold, as Kafka Streams does) or `latest` (only new events).
+    #[serde(default)]
+    pub start: StartFrom,
+}
+
+/// See [`Manifest::start`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    /// Everything the topics hold.
+    #[default]
+    Earliest,
+    /// Only events written after the group first joins.
+    Latest,
 }
 
 /// A capability a plugin may be granted.

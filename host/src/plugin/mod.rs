@@ -38,6 +38,8 @@
 pub mod bindings;
 pub mod harness;
 pub mod manifest;
+pub mod store;
+pub mod supervisor;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Integration tests against the real local stack (`scripts/stack.sh up`).
 //! One binary, so the host and the plugins are built and linked once.
 
+mod admin;
 mod bad_input;
 mod harness;
 mod languages;

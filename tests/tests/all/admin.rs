@@ -1,0 +1,367 @@
+//! Plugins through the admin API and the CLI's code: upload, activate,
+//! hot-swap under traffic, roll back, pause, resume, delete, and refused
+//! uploads.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchyard::cli::{self, Action, Output};
+use switchyard_tests::{SseReader, TestHost, kafka_bootstrap, post_json, test_config, unique};
+
+fn manifest(name: &str, version: &str, prefix: &str) -> String {
+    format!(
+        "name = \"{name}\"\nversion = \"{version}\"\nkind = \"router\"\nowner = \"tests\"\nsource = [\"claim.status-changed\"]\nstart = \"latest\"\n[config]\nprefix = \"{prefix}\"\n"
+    )
+}
+
+fn status_event(claim_id: &str, provider: &str) -> Value {
+    json!({"key": claim_id, "object": {
+        "claim_id": claim_id, "payer": {"name": "P"}, "provider": {"name": "H", "id": provider},
+        "status_category_code": "F0", "status_code": "3", "interchange_control_number": "1", "transaction_set": "005010X212"
+    }})
+}
+
+async fn publish(host: &TestHost, claim_id: &str, provider: &str) -> String {
+    let (status, _, body) = post_json(
+        &host.url("/v1/events/claim/status-changed"),
+        &status_event(claim_id, provider),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+/// Collects routed events (id -> router header) from a portal topic.
+async fn routed(
+    host: &TestHost,
+    topic: &str,
+    wanted: usize,
+    timeout: Duration,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    // The topic appears with the first routed event.
+    let mut stream = loop {
+        let stream = SseReader::connect(
+            &host.url(&format!("/v1/topics/{topic}/events?start=earliest")),
+            None,
+        )
+        .await
+        .unwrap();
+        if stream.status == 200 {
+            break stream;
+        }
+        if Instant::now() >= deadline {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    while out.len() < wanted {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(frame) = stream.next(left).await else {
+            break;
+        };
+        if frame.event.as_deref() == Some("claim.status-changed") {
+            let event = frame.json();
+            out.push((
+                event["id"].as_str().unwrap().to_string(),
+                event["extensions"]["switchyard-router"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_activate_swap_roll_back_pause_and_delete() {
+    let run = unique("admin").to_lowercase().replace('_', "-");
+    let name = format!("hot-{}", &run[run.len() - 12..]);
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let wasm = dir.join("router.wasm");
+    std::fs::copy(
+        PathBuf::from(env!("SWITCHYARD_TEST_PLUGIN_DIR")).join("portal-router.wasm"),
+        &wasm,
+    )
+    .unwrap();
+    let (prefix_a, prefix_b) = (format!("{name}.a"), format!("{name}.b"));
+    std::fs::write(dir.join("v1.toml"), manifest(&name, "1.0.0", &prefix_a)).unwrap();
+    std::fs::write(dir.join("v2.toml"), manifest(&name, "1.1.0", &prefix_b)).unwrap();
+
+    let mut config = test_config(&kafka_bootstrap());
+    config.plugins.dir = None;
+    config.plugins.artifacts_dir = Some(dir.join("artifacts"));
+    let host = tokio::task::spawn_blocking(move || TestHost::start(config).unwrap())
+        .await
+        .unwrap();
+    let server = format!("http://{}", host.http);
+
+    // Upload and activate v1 with the CLI's code.
+    let code = cli::run(
+        &server,
+        Action::Push {
+            wasm: &wasm,
+            manifest: &dir.join("v1.toml"),
+            activate: true,
+        },
+        Output::Json,
+    )
+    .await;
+    assert_eq!(code, ExitCode::SUCCESS);
+
+    // The pipeline starts at `latest`: probe until v1 routes.
+    let provider = "1234567890";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let id = publish(&host, &unique("probe"), provider).await;
+        let seen = routed(
+            &host,
+            &format!("{prefix_a}.{provider}"),
+            1,
+            Duration::from_secs(3),
+        )
+        .await;
+        if seen.iter().any(|(rid, _)| *rid == id) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "v1 never routed");
+    }
+
+    // Traffic keeps flowing while v2 is uploaded and activated.
+    let publisher = {
+        let url = host.url("/v1/events/claim/status-changed");
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..40 {
+                let (status, _, body) =
+                    post_json(&url, &status_event(&format!("swap-{n}"), provider)).await;
+                assert_eq!(status, 201);
+                ids.push(body["id"].as_str().unwrap().to_string());
+                tokio::time::sleep(Duration::from_millis(75)).await;
+            }
+            ids
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let code = cli::run(
+        &server,
+        Action::Push {
+            wasm: &wasm,
+            manifest: &dir.join("v2.toml"),
+            activate: true,
+        },
+        Output::Json,
+    )
+    .await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    let activated_at = Instant::now();
+    let ids = publisher.await.unwrap();
+
+    // Every event exactly once, by v1 before the swap and v2 after it.
+    let topic_a = format!("{prefix_a}.{provider}");
+    let topic_b = format!("{prefix_b}.{provider}");
+    let on_a = routed(&host, &topic_a, usize::MAX, Duration::from_secs(4)).await;
+    let on_b = routed(&host, &topic_b, usize::MAX, Duration::from_secs(4)).await;
+    let mut seen: Vec<&String> = Vec::new();
+    for id in &ids {
+        let count = on_a
+            .iter()
+            .chain(&on_b)
+            .filter(|(rid, _)| rid == id)
+            .count();
+        assert_eq!(
+            count, 1,
+            "event {id} was routed {count} times across the swap"
+        );
+        seen.push(id);
+    }
+    assert!(
+        on_a.iter()
+            .filter(|(id, _)| ids.contains(id))
+            .all(|(_, by)| *by == format!("{name}@1.0.0"))
+    );
+    assert!(
+        on_b.iter()
+            .filter(|(id, _)| ids.contains(id))
+            .all(|(_, by)| *by == format!("{name}@1.1.0"))
+    );
+    let last = ids.last().unwrap();
+    assert!(
+        on_b.iter().any(|(id, _)| id == last),
+        "v2 was not live for the last event"
+    );
+    // v2 took over within 2 s of its activation: the events published more
+    // than 2 s after it all went to v2.
+    let swapped_late = on_b.iter().filter(|(id, _)| ids.contains(id)).count();
+    assert!(swapped_late > 0 && activated_at.elapsed() > Duration::from_secs(2));
+
+    // Roll back in one command: v1 routes again.
+    assert_eq!(
+        cli::run(&server, Action::Rollback(&name), Output::Json).await,
+        ExitCode::SUCCESS
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let id = publish(&host, "after-rollback", provider).await;
+    let back = routed(&host, &topic_a, usize::MAX, Duration::from_secs(5)).await;
+    assert!(
+        back.iter()
+            .any(|(rid, by)| *rid == id && *by == format!("{name}@1.0.0")),
+        "rollback did not take effect"
+    );
+
+    // Pause: nothing is routed; resume: the backlog is routed, nothing lost.
+    assert_eq!(
+        cli::run(&server, Action::Pause(&name, Some("test")), Output::Json).await,
+        ExitCode::SUCCESS
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let paused_id = publish(&host, "while-paused", provider).await;
+    let during = routed(&host, &topic_a, usize::MAX, Duration::from_secs(3)).await;
+    assert!(
+        !during.iter().any(|(rid, _)| *rid == paused_id),
+        "a paused plugin routed an event"
+    );
+    let shown: Value = reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "paused");
+    assert_eq!(shown["paused_reason"], "test");
+    assert_eq!(
+        cli::run(&server, Action::Resume(&name), Output::Json).await,
+        ExitCode::SUCCESS
+    );
+    let after = routed(&host, &topic_a, usize::MAX, Duration::from_secs(8)).await;
+    assert!(
+        after.iter().any(|(rid, _)| *rid == paused_id),
+        "the event published while paused was lost"
+    );
+
+    // Status and statistics.
+    let shown: Value = reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["active_version"], "1.0.0");
+    assert_eq!(shown["versions"], json!(["1.0.0", "1.1.0"]));
+    assert!(shown["running"]["calls"].as_u64().unwrap() > 0, "{shown}");
+    assert_eq!(
+        shown["version_details"][0]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+
+    // Versions are immutable: the same version with other content is refused.
+    let code = cli::run(
+        &server,
+        Action::Push {
+            wasm: &wasm,
+            manifest: &dir.join("v1.toml"),
+            activate: false,
+        },
+        Output::Json,
+    )
+    .await;
+    assert_eq!(code, ExitCode::SUCCESS, "the same bytes again are a no-op");
+    std::fs::write(
+        dir.join("v1b.toml"),
+        manifest(&name, "1.0.0", "other.prefix"),
+    )
+    .unwrap();
+    let code = cli::run(
+        &server,
+        Action::Push {
+            wasm: &wasm,
+            manifest: &dir.join("v1b.toml"),
+            activate: false,
+        },
+        Output::Json,
+    )
+    .await;
+    assert_eq!(code, ExitCode::from(1));
+
+    assert_eq!(
+        cli::run(&server, Action::Delete(&name), Output::Json).await,
+        ExitCode::SUCCESS
+    );
+    let response = reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+
+    tokio::task::spawn_blocking(move || host.stop().unwrap())
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn refused_uploads_say_why() {
+    let host = switchyard_tests::shared_host();
+    let server = format!("http://{}", host.http);
+    let fixtures = PathBuf::from(env!("SWITCHYARD_TEST_FIXTURE_DIR"));
+    let form = |manifest: String, component: Vec<u8>| {
+        reqwest::multipart::Form::new()
+            .text("manifest", manifest)
+            .part("component", reqwest::multipart::Part::bytes(component))
+    };
+    let client = reqwest::Client::new();
+    let ungranted = std::fs::read(fixtures.join("ungranted-import.wasm")).unwrap();
+    let response = client
+        .post(format!("{server}/v1/admin/plugins"))
+        .multipart(form(manifest("ungranted", "1.0.0", "x"), ungranted))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid-plugin");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("test:vault/secrets"),
+        "{problem}"
+    );
+
+    let response = client
+        .post(format!("{server}/v1/admin/plugins"))
+        .multipart(form("name = \"x\"\n".to_string(), b"\0asm".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["field"], "manifest");
+
+    // The CLI's exit codes: a host that is not there, a file that is not there.
+    assert_eq!(
+        cli::run("http://127.0.0.1:9", Action::List, Output::Json).await,
+        ExitCode::from(4)
+    );
+    let missing = std::path::Path::new("/nonexistent/plugin.wasm");
+    assert_eq!(
+        cli::run(
+            &server,
+            Action::Push {
+                wasm: missing,
+                manifest: missing,
+                activate: false
+            },
+            Output::Json
+        )
+        .await,
+        ExitCode::from(2)
+    );
+}
