@@ -141,18 +141,7 @@ impl Publisher {
         }
         let mut envelope = Envelope::new(noun, verb, input.key, source);
         // A publisher-chosen event id is a natural idempotency key.
-        let idempotency_key = input.idempotency_key.or_else(|| input.id.clone());
-        if let Some(key) = &idempotency_key
-            && (key.is_empty() || key.len() > MAX_ID_BYTES || key.chars().any(is_unsafe_char))
-        {
-            return Err(stored_no(
-                ApiError::new(
-                    Code::InvalidName,
-                    format!("idempotency key must be 1 to {MAX_ID_BYTES} bytes without control characters"),
-                )
-                .with_field("idempotency_key"),
-            ));
-        }
+        let id_chosen = input.id.is_some();
         if let Some(id) = input.id {
             if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(is_unsafe_char) {
                 return Err(stored_no(
@@ -164,6 +153,20 @@ impl Publisher {
                 ));
             }
             envelope.id = id;
+        }
+        let idempotency_key = input
+            .idempotency_key
+            .or_else(|| Some(envelope.id.clone()).filter(|_| id_chosen));
+        if let Some(key) = &idempotency_key
+            && (key.is_empty() || key.len() > MAX_ID_BYTES || key.chars().any(is_unsafe_char))
+        {
+            return Err(stored_no(
+                ApiError::new(
+                    Code::InvalidName,
+                    format!("idempotency key must be 1 to {MAX_ID_BYTES} bytes without control characters"),
+                )
+                .with_field("idempotency_key"),
+            ));
         }
         if let Some(time) = input.time {
             envelope.time = time;

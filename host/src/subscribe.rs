@@ -232,20 +232,20 @@ pub async fn open(
         })?;
 
     let mut position = Position::default();
-    let mut reset_reason = None;
+    let mut reset_reasons: Vec<String> = Vec::new();
     for (&partition, &(low, high)) in &watermarks {
         let offset = match &subscription.start {
             Start::Latest => high,
             Start::Earliest => low,
             Start::After(after) => match after.0.get(&partition) {
                 Some(&offset) if offset < low => {
-                    reset_reason = Some(format!(
+                    reset_reasons.push(format!(
                         "partition {partition} no longer holds offset {offset} (it starts at {low}); events before {low} were deleted by retention"
                     ));
                     low
                 }
                 Some(&offset) if offset > high => {
-                    reset_reason = Some(format!(
+                    reset_reasons.push(format!(
                         "partition {partition} ends at {high}, before the requested offset {offset}; the topic was probably recreated"
                     ));
                     low
@@ -255,7 +255,7 @@ pub async fn open(
                 // new to this subscriber; but a position that simply left
                 // it out deserves to be told, so say so.
                 None => {
-                    reset_reason = Some(format!(
+                    reset_reasons.push(format!(
                         "the position does not include partition {partition}; it is read from its start ({low})"
                     ));
                     low
@@ -267,7 +267,7 @@ pub async fn open(
     if let Start::After(after) = &subscription.start
         && let Some(unknown) = after.0.keys().find(|p| !watermarks.contains_key(p))
     {
-        reset_reason = Some(format!(
+        reset_reasons.push(format!(
             "topic `{}` has no partition {unknown}",
             subscription.topic
         ));
@@ -286,7 +286,8 @@ pub async fn open(
     let stream = async_stream::stream! {
         let mut position = position;
         yield Delivery::Subscribed { position: position.clone() };
-        if let Some(reason) = reset_reason {
+        if !reset_reasons.is_empty() {
+            let reason = reset_reasons.join("; ");
             yield Delivery::Reset { position: position.clone(), reason };
         }
         loop {
