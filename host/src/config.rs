@@ -119,6 +119,12 @@ pub struct PluginsConfig {
     /// Folder of the compiled-plugin cache. Default
     /// `$HOME/.cache/switchyard/compiled-plugins`.
     pub compiled_cache_dir: Option<PathBuf>,
+    /// Pause a plugin automatically when at least this share of its last
+    /// `failure_window_calls` calls failed (errors, traps, timeouts, memory,
+    /// refused output). Default 0.5; above 1.0 never pauses.
+    pub failure_pause_ratio: f64,
+    /// How many recent calls the failure share is taken over. Default 20.
+    pub failure_window_calls: usize,
     /// Folder where this instance keeps the components of uploaded plugins
     /// (the copy of record is on Kafka). Default
     /// `$HOME/.cache/switchyard/plugin-artifacts`.
@@ -196,6 +202,8 @@ impl Default for PluginsConfig {
             call_timeout_ms: 1_000,
             memory_limit_bytes: 64 * 1024 * 1024,
             compiled_cache: true,
+            failure_pause_ratio: 0.5,
+            failure_window_calls: 20,
             compiled_cache_dir: None,
             artifacts_dir: None,
         }

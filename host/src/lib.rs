@@ -135,6 +135,11 @@ impl App {
             kafka: Arc::clone(&kafka),
             registry: Arc::clone(&registry),
             publisher: Arc::clone(&publisher),
+            store: Arc::clone(&store),
+            failure_policy: pipeline::FailurePolicy {
+                ratio: config.plugins.failure_pause_ratio,
+                window: config.plugins.failure_window_calls,
+            },
         });
         let supervisor = Supervisor::new(
             Arc::clone(&runtime),

@@ -59,6 +59,46 @@ pub struct PipelineContext {
     pub registry: Arc<Registry>,
     /// Publisher, for transformer outputs.
     pub publisher: Arc<Publisher>,
+    /// The plugin store, to pause a failing plugin on every instance.
+    pub store: Arc<crate::plugin::store::PluginStore>,
+    /// When a failing plugin is paused.
+    pub failure_policy: FailurePolicy,
+}
+
+/// When a plugin that keeps failing is paused.
+#[derive(Debug, Clone, Copy)]
+pub struct FailurePolicy {
+    /// Share of failed calls in the window that pauses the plugin.
+    pub ratio: f64,
+    /// Calls in the window.
+    pub window: usize,
+}
+
+/// The outcomes of a plugin's recent calls.
+struct FailureWindow {
+    policy: FailurePolicy,
+    recent: std::collections::VecDeque<bool>,
+}
+
+impl FailureWindow {
+    fn new(policy: FailurePolicy) -> Self {
+        FailureWindow {
+            policy,
+            recent: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Records a call; returns the failed count when the plugin must pause.
+    fn record(&mut self, failed: bool) -> Option<usize> {
+        self.recent.push_back(failed);
+        while self.recent.len() > self.policy.window {
+            self.recent.pop_front();
+        }
+        let failures = self.recent.iter().filter(|f| **f).count();
+        let full = self.policy.window > 0 && self.recent.len() == self.policy.window;
+        (full && failures as f64 >= self.policy.ratio * self.policy.window as f64)
+            .then_some(failures)
+    }
 }
 
 /// Runs one plugin's pipeline until shutdown.
@@ -103,6 +143,7 @@ pub async fn run(
         return;
     }
     tracing::info!(plugin = plugin.label(), group, topics = ?topics, "pipeline started");
+    let mut window = FailureWindow::new(ctx.failure_policy);
 
     loop {
         let message = tokio::select! {
@@ -124,7 +165,14 @@ pub async fn run(
                 "plugin version swapped"
             );
             plugin = next;
+            // A new version starts with a clean record.
+            window = FailureWindow::new(ctx.failure_policy);
         }
+        let calls_before = plugin
+            .stats()
+            .calls
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let failures_before = plugin.stats().failures();
         let mut attempt = 0_u32;
         loop {
             let outcome = match handle(&ctx, &plugin, &message).await {
@@ -178,6 +226,23 @@ pub async fn run(
                     }
                 }
             }
+        }
+        let called = plugin
+            .stats()
+            .calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > calls_before;
+        if called && let Some(failed) = window.record(plugin.stats().failures() > failures_before) {
+            let _ = consumer.commit_message(&message, CommitMode::Sync);
+            if auto_pause(&ctx, &plugin, failed).await {
+                // The store now says paused; the supervisor stops this
+                // pipeline on every instance.
+                window = FailureWindow::new(ctx.failure_policy);
+                continue;
+            }
+            // A folder plugin cannot be paused through the store: stop it
+            // on this instance until the host restarts.
+            return;
         }
         if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
             tracing::warn!(plugin = plugin.label(), %error, "offset commit failed; the record may be processed again");
@@ -269,6 +334,7 @@ async fn handle(
                     "destination `{}` is not a valid topic name",
                     bad.escape_debug()
                 ));
+                plugin.stats().record_refused_output();
                 return dead_letter(ctx, plugin, message, failure.class(), &failure.to_string())
                     .await;
             }
@@ -292,6 +358,7 @@ async fn handle(
         Output::Aggregate { .. } => {
             let failure =
                 Failure::InvalidOutput("an aggregator cannot run in a pipeline yet".to_string());
+            plugin.stats().record_refused_output();
             return dead_letter(ctx, plugin, message, failure.class(), &failure.to_string()).await;
         }
         Output::Events(events) => {
@@ -303,6 +370,7 @@ async fn handle(
                         let failure = Failure::InvalidOutput(format!(
                             "event {index} has an object that is not JSON: {error}"
                         ));
+                        plugin.stats().record_refused_output();
                         return dead_letter(
                             ctx,
                             plugin,
@@ -339,6 +407,7 @@ async fn handle(
                     Ok(ready) => prepared.push(ready),
                     Err(error) => {
                         let failure = Failure::InvalidOutput(format!("event {index}: {error}"));
+                        plugin.stats().record_refused_output();
                         return dead_letter(
                             ctx,
                             plugin,
@@ -358,6 +427,57 @@ async fn handle(
         }
     }
     Ok(())
+}
+
+/// Pauses a plugin that keeps failing and says so with a `plugin.paused`
+/// event. Returns false for a plugin loaded from the folder, which the store
+/// cannot pause.
+async fn auto_pause(ctx: &PipelineContext, plugin: &Plugin, failed: usize) -> bool {
+    let window = ctx.failure_policy.window;
+    let reason = format!(
+        "paused automatically: {failed} of its last {window} calls failed; fix the plugin or its input, then resume it"
+    );
+    let name = &plugin.manifest().name;
+    tracing::error!(
+        plugin = plugin.label(),
+        failed,
+        window,
+        "plugin keeps failing; pausing it"
+    );
+    let stored = ctx.store.get(name).is_ok();
+    if stored && let Err(error) = ctx.store.set_paused(name, Some(reason.clone())).await {
+        tracing::error!(plugin = plugin.label(), %error, "cannot record the pause; stopping the pipeline here only");
+    }
+    let stats = plugin.stats();
+    let last = [
+        ("timeout", &stats.timeouts),
+        ("trap", &stats.traps),
+        ("out-of-memory", &stats.out_of_memory),
+        ("invalid-output", &stats.invalid_outputs),
+        ("plugin-error", &stats.plugin_errors),
+    ]
+    .iter()
+    .max_by_key(|(_, counter)| counter.load(std::sync::atomic::Ordering::Relaxed))
+    .map_or("plugin-error", |(class, _)| *class);
+    let event = EventInput {
+        noun: "plugin".to_string(),
+        verb: "paused".to_string(),
+        key: name.clone(),
+        object: serde_json::json!({
+            "name": name,
+            "version": plugin.manifest().version,
+            "reason": reason,
+            "failed_calls": failed,
+            "window_calls": window,
+            "last_failure_class": last,
+        }),
+        source: Some("/switchyard/pipeline".to_string()),
+        ..EventInput::default()
+    };
+    if let Err(error) = ctx.publisher.publish(event).await {
+        tracing::warn!(plugin = plugin.label(), %error, "cannot publish `plugin.paused`");
+    }
+    stored
 }
 
 fn header_value(message: &BorrowedMessage<'_>, name: &str) -> Option<Vec<u8>> {

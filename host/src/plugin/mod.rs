@@ -271,6 +271,26 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Failed calls of every class.
+    pub fn failures(&self) -> u64 {
+        [
+            &self.plugin_errors,
+            &self.traps,
+            &self.timeouts,
+            &self.out_of_memory,
+            &self.invalid_outputs,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
+    }
+
+    /// Counts output the host refused after a successful call (an invalid
+    /// destination, an event that fails its schema) as that call's failure.
+    pub fn record_refused_output(&self) {
+        self.invalid_outputs.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn record(&self, failure: Option<&Failure>, micros: u64) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.busy_micros.fetch_add(micros, Ordering::Relaxed);

@@ -365,3 +365,108 @@ async fn refused_uploads_say_why() {
         ExitCode::from(2)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_that_keeps_failing_is_paused_and_resumed_by_an_admin() {
+    let run = unique("pause").to_lowercase().replace('_', "-");
+    let name = format!("flaky-{}", &run[run.len() - 12..]);
+    let key = unique("FLAKY");
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let wasm = dir.join("flaky.wasm");
+    std::fs::copy(
+        PathBuf::from(env!("SWITCHYARD_TEST_FIXTURE_DIR")).join("misbehaving.wasm"),
+        &wasm,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("flaky.toml"),
+        format!("name = \"{name}\"\nversion = \"1.0.0\"\nkind = \"router\"\nsource = [\"claim.reconsideration-received\"]\n[config]\nmode = \"panic\"\nonly_key = \"{key}\"\n"),
+    )
+    .unwrap();
+
+    let mut config = test_config(&kafka_bootstrap());
+    config.plugins.dir = None;
+    config.plugins.artifacts_dir = Some(dir.join("artifacts"));
+    config.plugins.failure_window_calls = 4;
+    config.plugins.failure_pause_ratio = 0.5;
+    let host = tokio::task::spawn_blocking(move || TestHost::start(config).unwrap())
+        .await
+        .unwrap();
+    let server = format!("http://{}", host.http);
+
+    let mut paused_events = SseReader::connect(
+        &host.url(&format!("/v1/nouns/plugin/events?key={name}")),
+        None,
+    )
+    .await
+    .unwrap();
+    paused_events
+        .until_event("subscribed", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let code = cli::run(
+        &server,
+        Action::Push {
+            wasm: &wasm,
+            manifest: &dir.join("flaky.toml"),
+            activate: true,
+        },
+        Output::Json,
+    )
+    .await;
+    assert_eq!(code, ExitCode::SUCCESS);
+
+    // Four events of its key, each a trap: the window is full of failures.
+    for n in 0..4 {
+        let (status, _, _) = post_json(
+            &host.url("/v1/events/claim/reconsideration-received"),
+            &json!({"key": key, "object": {"claim_id": format!("c{n}"), "provider_id": "1", "reason": "r", "received_at": "2026-01-01T00:00:00Z"}}),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let frame = paused_events
+        .until_event("plugin.paused", Duration::from_secs(90))
+        .await
+        .expect("a `plugin.paused` event");
+    let event = frame.json();
+    assert_eq!(event["object"]["name"], name);
+    assert_eq!(event["object"]["last_failure_class"], "trap");
+    assert!(event["object"]["failed_calls"].as_i64().unwrap() >= 2);
+
+    let shown: Value = reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "paused");
+    assert!(
+        shown["paused_reason"]
+            .as_str()
+            .unwrap()
+            .contains("paused automatically"),
+        "{shown}"
+    );
+
+    assert_eq!(
+        cli::run(&server, Action::Resume(&name), Output::Json).await,
+        ExitCode::SUCCESS
+    );
+    let shown: Value = reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "active");
+    assert_eq!(
+        cli::run(&server, Action::Delete(&name), Output::Json).await,
+        ExitCode::SUCCESS
+    );
+    tokio::task::spawn_blocking(move || host.stop().unwrap())
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
