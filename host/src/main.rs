@@ -33,6 +33,13 @@ enum Command {
     },
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KindArg {
+    Router,
+    Transformer,
+    Aggregator,
+}
+
 /// Where the host's admin API is, and how to print.
 #[derive(Debug, clap::Args)]
 struct Remote {
@@ -69,6 +76,20 @@ enum PluginCommand {
         /// Memory limit of one instance, in bytes.
         #[arg(long, default_value_t = 64 * 1024 * 1024)]
         memory_limit_bytes: usize,
+    },
+    /// Creates a plugin crate that builds and tests out of the box.
+    New {
+        /// Plugin name, lower kebab case.
+        name: String,
+        /// The world it implements.
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// Folder to create it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The plugin SDK; default: the one this binary was built with.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
     /// Uploads a component with its manifest; the host validates it first.
     Push {
@@ -246,6 +267,34 @@ fn main() -> ExitCode {
                     activate,
                 },
             )
+        }
+        Command::Plugin(PluginCommand::New {
+            name,
+            kind,
+            dir,
+            sdk,
+        }) => {
+            use switchyard::plugin::{Kind, scaffold};
+            let kind = match kind {
+                KindArg::Router => Kind::Router,
+                KindArg::Transformer => Kind::Transformer,
+                KindArg::Aggregator => Kind::Aggregator,
+            };
+            let sdk = sdk.unwrap_or_else(scaffold::default_sdk_path);
+            match scaffold::scaffold(&dir, &name, kind, &sdk) {
+                Ok(created) => {
+                    println!(
+                        "created {}; next: cd {} && cargo test",
+                        created.display(),
+                        created.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("switchyard: {error:#}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Plugin(PluginCommand::List { remote: r }) => {
             remote(&r, switchyard::cli::Action::List)

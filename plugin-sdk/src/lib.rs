@@ -230,10 +230,18 @@ pub fn config_value<'a>(config: &'a [ConfigEntry], name: &str) -> Option<&'a str
 /// # use switchyard_plugin_sdk::*;
 /// log(Level::Info, "routed claim", &[("claim_id", "C1")]);
 /// ```
+///
+/// Outside WebAssembly (a plugin's native unit tests) the line goes to
+/// stderr instead, so plugins can be tested with plain `cargo test`.
 pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
-    let fields: Vec<(String, String)> = fields
-        .iter()
-        .map(|(name, value)| (name.to_string(), value.to_string()))
-        .collect();
-    router::switchyard::plugin::log::emit(level, message, &fields);
+    #[cfg(target_arch = "wasm32")]
+    {
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        router::switchyard::plugin::log::emit(level, message, &fields);
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("[{level:?}] {message} {fields:?}");
 }

@@ -38,6 +38,7 @@
 pub mod bindings;
 pub mod harness;
 pub mod manifest;
+pub mod scaffold;
 pub mod store;
 pub mod supervisor;
 

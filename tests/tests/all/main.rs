@@ -10,5 +10,6 @@ mod registry;
 mod resume;
 mod round_trip;
 mod sandbox;
+mod scaffold;
 mod wire;
 mod x12;
