@@ -40,8 +40,10 @@ TOML
 HOST_PID=$!
 trap 'kill "$HOST_PID" 2>/dev/null; wait "$HOST_PID" 2>/dev/null || true' EXIT
 
-for _ in $(seq 1 120); do
+up=0
+for _ in $(seq 1 240); do
   if curl -fsS "http://$HTTP/healthz" >/dev/null 2>&1; then
+    up=1
     break
   fi
   if ! kill -0 "$HOST_PID" 2>/dev/null; then
@@ -51,6 +53,11 @@ for _ in $(seq 1 120); do
   fi
   sleep 0.5
 done
+if ((!up)); then
+  echo "demo: the host did not answer on http://$HTTP within 120 s; its log:" >&2
+  tail -n 20 "$ROOT/.stack/demo-host.log" >&2
+  exit 1
+fi
 echo "demo: host is up on http://$HTTP (log: .stack/demo-host.log)" >&2
 
 python3 "$ROOT/demo/portal_demo.py" "http://$HTTP" "$DATA"

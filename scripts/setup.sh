@@ -20,7 +20,11 @@ need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v mvn >/dev/null || need_apt+=(maven)
-command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+if ! command -v java >/dev/null || ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; then
+  # Kafka 4 needs Java 17 or newer.
+  need_apt+=(openjdk-17-jre-headless)
+fi
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v make >/dev/null || need_apt+=(build-essential)

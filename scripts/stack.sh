@@ -38,7 +38,7 @@ install_kafka() {
   command -v java >/dev/null || { log "java 17+ is required to run Kafka; run scripts/setup.sh"; exit 1; }
   log "resolving Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_JARS"
   rm -rf "$KAFKA_JARS" && mkdir -p "$KAFKA_JARS"
-  (cd "$ROOT/scripts/stack" && mvn -q -B dependency:copy-dependencies \
+  (cd "$ROOT/scripts/stack" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$KAFKA_JARS")
   touch "$KAFKA_JARS/.complete"
 }

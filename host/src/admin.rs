@@ -10,6 +10,7 @@
 //! | POST | `/v1/admin/plugins/{name}/rollback` | back to the version active before |
 //! | POST | `/v1/admin/plugins/{name}/pause` | `{"reason": "…"}`, optional |
 //! | POST | `/v1/admin/plugins/{name}/resume` | |
+//! | POST | `/v1/admin/plugins/{name}/skip` | `{"topic", "partition", "offset"}`: dead-letter that record instead of handling it |
 //! | DELETE | `/v1/admin/plugins/{name}` | the plugin and all its versions |
 //!
 //! Uploads are checked before anything is stored: the manifest parses, the
@@ -42,6 +43,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/plugins/{name}/rollback", post(rollback))
         .route("/v1/admin/plugins/{name}/pause", post(pause))
         .route("/v1/admin/plugins/{name}/resume", post(resume))
+        .route("/v1/admin/plugins/{name}/skip", post(skip))
         .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES + 1024 * 1024))
         .with_state(app)
 }
@@ -118,6 +120,16 @@ async fn show(
                 "invalid-output": stats.invalid_outputs.load(Ordering::Relaxed),
             },
             "instances_created": stats.instances_created.load(Ordering::Relaxed),
+            "instances_idle": plugin.idle_instances(),
+            "peak_memory_bytes": stats.peak_memory_bytes.load(Ordering::Relaxed),
+            "latency_micros": crate::plugin::LATENCY_BUCKETS_MICROS
+                .iter()
+                .zip(&stats.latency_buckets)
+                .map(|(bound, count)| json!({
+                    "below": if *bound == u64::MAX { None } else { Some(*bound) },
+                    "calls": count.load(Ordering::Relaxed),
+                }))
+                .collect::<Vec<_>>(),
             "busy_micros": stats.busy_micros.load(Ordering::Relaxed),
             "call_timeout_ms": plugin.timeout().as_millis() as u64,
             "memory_limit_bytes": plugin.memory_limit_bytes(),
@@ -288,6 +300,30 @@ async fn resume(
     let entry = app.store.set_paused(&name, None).await?;
     tracing::info!(plugin = %name, "plugin resumed");
     Ok(Json(summary(&entry)))
+}
+
+async fn skip(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Result<
+        Json<crate::plugin::store::RecordPosition>,
+        axum::extract::rejection::JsonRejection,
+    >,
+) -> Result<Json<Value>, ApiError> {
+    let Json(position) = body.map_err(|rejection| {
+        ApiError::new(
+            Code::MalformedRequest,
+            format!(
+                "send `{{\"topic\", \"partition\", \"offset\"}}`: {}",
+                rejection.body_text()
+            ),
+        )
+    })?;
+    tracing::info!(plugin = %name, topic = %position.topic, partition = position.partition, offset = position.offset, "record will be skipped");
+    let entry = app.store.skip(&name, position).await?;
+    let mut body = summary(&entry);
+    body["skip"] = json!(entry.state.skip);
+    Ok(Json(body))
 }
 
 async fn delete(

@@ -96,7 +96,7 @@ impl App {
             .await
             .with_context(|| {
                 format!(
-                    "cannot start the schema registry on kafka `{}`",
+                    "cannot start the schema registry on kafka `{}` (is kafka running? `bash scripts/stack.sh up` starts the local one)",
                     config.kafka.bootstrap_servers
                 )
             })?;
@@ -276,6 +276,10 @@ impl Bound {
         });
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(grpc::proto::FILE_DESCRIPTOR_SET)
+            // So `grpcurl` can call the health service and decode the
+            // `google.rpc` error details too.
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("cannot build grpc reflection")?;
         let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -125,9 +125,19 @@ pub async fn run(
         return;
     }
     let group = format!("switchyard.plugin.{}", plugin.manifest().name);
-    let mut consumer_config = ctx.kafka.consumer_config(&group);
+    let consumer_config = ctx.kafka.consumer_config(&group);
     if plugin.manifest().start == crate::plugin::manifest::StartFrom::Latest {
-        consumer_config.set("auto.offset.reset", "latest");
+        let config = consumer_config.clone();
+        let topics = plugin.manifest().source_nouns();
+        let label = plugin.label().to_string();
+        let pinned = tokio::task::spawn_blocking(move || pin_latest(&config, &topics)).await;
+        if let Ok(Err(error)) | Err(error) = pinned.map_err(anyhow::Error::from) {
+            tracing::warn!(
+                plugin = label,
+                error = format!("{error:#}"),
+                "cannot pin the starting offsets; partitions without a committed offset start from their beginning"
+            );
+        }
     }
     let consumer: StreamConsumer = match consumer_config.create() {
         Ok(consumer) => consumer,
@@ -175,6 +185,29 @@ pub async fn run(
         let failures_before = plugin.stats().failures();
         let mut attempt = 0_u32;
         loop {
+            // An admin may ask to skip a record that cannot be handled (say,
+            // one whose output Kafka keeps refusing): it goes to the
+            // dead-letter topic untouched and the partition moves on.
+            if ctx.store.is_skipped(
+                &plugin.manifest().name,
+                message.topic(),
+                message.partition(),
+                message.offset(),
+            ) {
+                tracing::warn!(
+                    plugin = plugin.label(),
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    "record skipped by an admin"
+                );
+                if dead_letter(&ctx, &plugin, &message, "skipped", "skipped by an admin")
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+            }
             let outcome = match handle(&ctx, &plugin, &message).await {
                 // A write that can never succeed (a record too large for its
                 // destination, a topic the broker refuses to create) must not
@@ -425,6 +458,48 @@ async fn handle(
             }
             tracing::debug!(plugin = plugin.label(), id = %delivered.id, count, "transformed");
         }
+    }
+    Ok(())
+}
+
+/// Makes `start = "latest"` mean "from when the plugin was first
+/// activated": every partition of the source topics that has no committed
+/// offset for the group gets its current end committed, once.
+///
+/// Leaving it to Kafka's `auto.offset.reset=latest` would be wrong: Kafka
+/// applies it whenever a partition has no committed offset, so a plugin that
+/// was paused before it handled any record of some partition would, on
+/// resume, silently skip everything written to that partition meanwhile.
+/// With the offsets pinned, the consumer itself always starts from committed
+/// offsets (or the beginning, for a partition added later).
+fn pin_latest(config: &rdkafka::ClientConfig, topics: &[String]) -> anyhow::Result<()> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = config.create()?;
+    let timeout = Duration::from_secs(10);
+    let mut all = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for found in metadata.topics() {
+            for partition in found.partitions() {
+                all.add_partition(topic, partition.id());
+            }
+        }
+    }
+    let committed = consumer.committed_offsets(all, timeout)?;
+    let mut pin = TopicPartitionList::new();
+    for element in committed.elements() {
+        if element.offset() == Offset::Invalid {
+            let (_, high) =
+                consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+            pin.add_partition_offset(element.topic(), element.partition(), Offset::Offset(high))?;
+        }
+    }
+    if pin.count() > 0 {
+        // Accepted while the group has no members, i.e. on first activation;
+        // if other instances already run it, they own the offsets.
+        consumer.commit(&pin, rdkafka::consumer::CommitMode::Sync)?;
     }
     Ok(())
 }

@@ -63,6 +63,14 @@ pub struct TestHost {
 impl TestHost {
     /// Starts a host with this config on its own thread and runtime.
     pub fn start(config: Config) -> anyhow::Result<TestHost> {
+        // `SWITCHYARD_TEST_LOG=debug` (a `RUST_LOG`-style filter) shows the
+        // hosts' logs on stderr while debugging a test.
+        if let Ok(filter) = std::env::var("SWITCHYARD_TEST_LOG") {
+            switchyard::telemetry::init(&switchyard::config::LogConfig {
+                format: switchyard::config::LogFormat::Text,
+                filter,
+            });
+        }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()

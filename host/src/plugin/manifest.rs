@@ -77,7 +77,8 @@ pub struct Manifest {
     pub limits: Limits,
     /// Where a new plugin starts reading when its consumer group has no
     /// committed offsets yet: `earliest` (default, every event the topics
-    /// still hold, as Kafka Streams does) or `latest` (only new events).
+    /// still hold, as Kafka Streams does) or `latest` (only events written
+    /// after it was first activated; pausing and resuming loses nothing).
     #[serde(default)]
     pub start: StartFrom,
 }

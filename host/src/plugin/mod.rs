@@ -198,7 +198,13 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
 struct MemoryLimiter {
     limit_bytes: usize,
     denied: bool,
+    /// Largest memory this instance grew to (capped at the limit).
+    peak_bytes: usize,
 }
+
+/// Upper bounds of the call latency histogram buckets, in microseconds; the
+/// last bucket counts everything slower.
+pub const LATENCY_BUCKETS_MICROS: [u64; 6] = [100, 1_000, 10_000, 100_000, 1_000_000, u64::MAX];
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
@@ -207,6 +213,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        self.peak_bytes = self.peak_bytes.max(desired.min(self.limit_bytes));
         if desired > self.limit_bytes {
             self.denied = true;
             // Trapping instead of returning -1 from `memory.grow`: most
@@ -269,6 +276,10 @@ pub struct Stats {
     pub instances_created: AtomicU64,
     /// Sum of call durations, in microseconds.
     pub busy_micros: AtomicU64,
+    /// Calls per latency bucket (see [`LATENCY_BUCKETS_MICROS`]).
+    pub latency_buckets: [AtomicU64; 6],
+    /// Largest linear memory any instance of this plugin grew to, in bytes.
+    pub peak_memory_bytes: AtomicU64,
 }
 
 impl Stats {
@@ -295,6 +306,12 @@ impl Stats {
     fn record(&self, failure: Option<&Failure>, micros: u64) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.busy_micros.fetch_add(micros, Ordering::Relaxed);
+        let bucket = LATENCY_BUCKETS_MICROS
+            .iter()
+            .position(|bound| micros < *bound)
+            .unwrap_or(5);
+        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+
         let counter = match failure {
             None => return,
             Some(Failure::PluginError(_)) => &self.plugin_errors,
@@ -533,6 +550,11 @@ impl Plugin {
         &self.stats
     }
 
+    /// Instances idle and ready for a call right now.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().expect("idle instances lock").len()
+    }
+
     /// Deadline of one call.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -560,6 +582,7 @@ impl Plugin {
                 limiter: MemoryLimiter {
                     limit_bytes: self.memory_limit_bytes,
                     denied: false,
+                    peak_bytes: 0,
                 },
                 label: Arc::clone(&self.label),
             },
@@ -646,6 +669,10 @@ impl Plugin {
                     })
                 }),
         };
+        self.stats.peak_memory_bytes.fetch_max(
+            instance.store.data().limiter.peak_bytes as u64,
+            Ordering::Relaxed,
+        );
         let inner = match result {
             Ok(inner) => inner,
             // A trapped instance is dropped here, never called again.

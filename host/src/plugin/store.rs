@@ -76,7 +76,25 @@ pub struct PluginState {
     pub history: Vec<String>,
     /// Why the plugin is paused, if it is.
     pub paused: Option<String>,
+    /// Records an admin asked to skip: the pipeline dead-letters them
+    /// (class `skipped`) instead of handling them.
+    #[serde(default)]
+    pub skip: Vec<RecordPosition>,
 }
+
+/// Where a record is on Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordPosition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// Most skip requests kept per plugin; the oldest are dropped first.
+pub const MAX_SKIPS: usize = 100;
 
 /// Everything known about one plugin.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -363,6 +381,38 @@ impl PluginStore {
         let mut state = entry.state.clone();
         state.paused = reason;
         self.put_state(name, state).await
+    }
+
+    /// Asks every instance to skip one record for this plugin.
+    pub async fn skip(
+        &self,
+        name: &str,
+        position: RecordPosition,
+    ) -> Result<PluginEntry, StoreError> {
+        let entry = self.get(name)?;
+        let mut state = entry.state.clone();
+        if !state.skip.contains(&position) {
+            state.skip.push(position);
+        }
+        while state.skip.len() > MAX_SKIPS {
+            state.skip.remove(0);
+        }
+        self.put_state(name, state).await
+    }
+
+    /// Whether an admin asked to skip this record for this plugin.
+    pub fn is_skipped(&self, name: &str, topic: &str, partition: i32, offset: i64) -> bool {
+        self.state
+            .read()
+            .expect("plugin store lock")
+            .get(name)
+            .is_some_and(|entry| {
+                entry
+                    .state
+                    .skip
+                    .iter()
+                    .any(|p| p.offset == offset && p.partition == partition && p.topic == topic)
+            })
     }
 
     /// Deletes a plugin and all its versions.

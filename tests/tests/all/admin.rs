@@ -427,7 +427,7 @@ async fn a_plugin_that_keeps_failing_is_paused_and_resumed_by_an_admin() {
         assert_eq!(status, 201);
     }
     let frame = paused_events
-        .until_event("plugin.paused", Duration::from_secs(90))
+        .until_event("plugin.paused", Duration::from_secs(180))
         .await
         .expect("a `plugin.paused` event");
     let event = frame.json();
@@ -461,6 +461,143 @@ async fn a_plugin_that_keeps_failing_is_paused_and_resumed_by_an_admin() {
         .await
         .unwrap();
     assert_eq!(shown["status"], "active");
+    assert_eq!(
+        cli::run(&server, Action::Delete(&name), Output::Json).await,
+        ExitCode::SUCCESS
+    );
+    tokio::task::spawn_blocking(move || host.stop().unwrap())
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_can_skip_a_record_and_read_plugin_metrics() {
+    let run = unique("skip").to_lowercase().replace('_', "-");
+    let name = format!("skippy-{}", &run[run.len() - 12..]);
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let wasm = dir.join("router.wasm");
+    std::fs::copy(
+        PathBuf::from(env!("SWITCHYARD_TEST_PLUGIN_DIR")).join("portal-router.wasm"),
+        &wasm,
+    )
+    .unwrap();
+    let prefix = format!("{name}.p");
+    std::fs::write(dir.join("p.toml"), manifest(&name, "1.0.0", &prefix)).unwrap();
+    let mut config = test_config(&kafka_bootstrap());
+    config.plugins.dir = None;
+    config.plugins.artifacts_dir = Some(dir.join("artifacts"));
+    let host = tokio::task::spawn_blocking(move || TestHost::start(config).unwrap())
+        .await
+        .unwrap();
+    let server = format!("http://{}", host.http);
+    let code = cli::run(
+        &server,
+        Action::Push {
+            wasm: &wasm,
+            manifest: &dir.join("p.toml"),
+            activate: true,
+        },
+        Output::Json,
+    )
+    .await;
+    assert_eq!(code, ExitCode::SUCCESS);
+
+    let provider = "5550001111";
+    let topic = format!("{prefix}.{provider}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let id = publish(&host, &unique("probe"), provider).await;
+        if routed(&host, &topic, usize::MAX, Duration::from_secs(3))
+            .await
+            .iter()
+            .any(|(rid, _)| *rid == id)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never routed");
+    }
+
+    // Pause, publish the record to skip, ask for the skip, resume.
+    assert_eq!(
+        cli::run(&server, Action::Pause(&name, None), Output::Json).await,
+        ExitCode::SUCCESS
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let poison_key = unique("POISON");
+    let (status, _, poison) = post_json(
+        &host.url("/v1/events/claim/status-changed"),
+        &status_event(&poison_key, provider),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let kept = publish(&host, &unique("kept"), provider).await;
+    let mut dead = SseReader::connect(&host.url("/v1/topics/switchyard.dead-letter/events"), None)
+        .await
+        .unwrap();
+    dead.until_event("subscribed", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{server}/v1/admin/plugins/{name}/skip"))
+        .json(&json!({"topic": poison["topic"], "partition": poison["partition"], "offset": poison["offset"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        cli::run(&server, Action::Resume(&name), Output::Json).await,
+        ExitCode::SUCCESS
+    );
+
+    let frame = loop {
+        let frame = dead
+            .next(Duration::from_secs(30))
+            .await
+            .expect("the skipped record is dead-lettered");
+        if frame.event.as_deref() == Some("claim.status-changed")
+            && frame.json()["key"] == poison_key
+        {
+            break frame;
+        }
+    };
+    assert_eq!(
+        frame.json()["extensions"]["switchyard-dlq-class"],
+        "skipped"
+    );
+    let on_topic = routed(&host, &topic, usize::MAX, Duration::from_secs(5)).await;
+    assert!(
+        on_topic.iter().any(|(id, _)| *id == kept),
+        "the next record is handled"
+    );
+    assert!(
+        !on_topic.iter().any(|(id, _)| poison["id"] == json!(id)),
+        "the skipped record is not routed"
+    );
+
+    // Metrics: latency buckets account for every call.
+    let shown: Value = reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let running = &shown["running"];
+    let calls = running["calls"].as_u64().unwrap();
+    let bucketed: u64 = running["latency_micros"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(bucketed, calls, "{running}");
+    assert!(
+        running["peak_memory_bytes"].as_u64().unwrap() > 0,
+        "{running}"
+    );
+    assert!(running["instances_idle"].as_u64().unwrap() >= 1);
+
     assert_eq!(
         cli::run(&server, Action::Delete(&name), Output::Json).await,
         ExitCode::SUCCESS
