@@ -153,7 +153,7 @@ pub async fn run(
         return;
     }
     tracing::info!(plugin = plugin.label(), group, topics = ?topics, "pipeline started");
-    let mut window = FailureWindow::new(ctx.failure_policy);
+    let mut window = FailureWindow::new(policy_of(&ctx, &plugin));
 
     loop {
         let message = tokio::select! {
@@ -176,7 +176,7 @@ pub async fn run(
             );
             plugin = next;
             // A new version starts with a clean record.
-            window = FailureWindow::new(ctx.failure_policy);
+            window = FailureWindow::new(policy_of(&ctx, &plugin));
         }
         let calls_before = plugin
             .stats()
@@ -270,7 +270,7 @@ pub async fn run(
             if auto_pause(&ctx, &plugin, failed).await {
                 // The store now says paused; the supervisor stops this
                 // pipeline on every instance.
-                window = FailureWindow::new(ctx.failure_policy);
+                window = FailureWindow::new(policy_of(&ctx, &plugin));
                 continue;
             }
             // A folder plugin cannot be paused through the store: stop it
@@ -462,6 +462,19 @@ async fn handle(
     Ok(())
 }
 
+/// The failure policy of a plugin: its manifest's, else the host's.
+fn policy_of(ctx: &PipelineContext, plugin: &Plugin) -> FailurePolicy {
+    let limits = &plugin.manifest().limits;
+    FailurePolicy {
+        ratio: limits
+            .failure_pause_ratio
+            .unwrap_or(ctx.failure_policy.ratio),
+        window: limits
+            .failure_window_calls
+            .unwrap_or(ctx.failure_policy.window),
+    }
+}
+
 /// Makes `start = "latest"` mean "from when the plugin was first
 /// activated": every partition of the source topics that has no committed
 /// offset for the group gets its current end committed, once.
@@ -508,7 +521,7 @@ fn pin_latest(config: &rdkafka::ClientConfig, topics: &[String]) -> anyhow::Resu
 /// event. Returns false for a plugin loaded from the folder, which the store
 /// cannot pause.
 async fn auto_pause(ctx: &PipelineContext, plugin: &Plugin, failed: usize) -> bool {
-    let window = ctx.failure_policy.window;
+    let window = policy_of(ctx, plugin).window;
     let reason = format!(
         "paused automatically: {failed} of its last {window} calls failed; fix the plugin or its input, then resume it"
     );

@@ -104,7 +104,7 @@ pub enum Grant {
 }
 
 /// Per-plugin limits; each is capped by the host's configured maximum.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Deadline of one call, in milliseconds.
@@ -113,6 +113,15 @@ pub struct Limits {
     /// Memory of one instance, in bytes.
     #[serde(default)]
     pub memory_limit_bytes: Option<usize>,
+    /// Calls the failure share is taken over (the host's
+    /// `plugins.failure_window_calls` when absent). Set per plugin so every
+    /// instance applies the same policy.
+    #[serde(default)]
+    pub failure_window_calls: Option<usize>,
+    /// Share of failed calls that pauses the plugin (the host's
+    /// `plugins.failure_pause_ratio` when absent).
+    #[serde(default)]
+    pub failure_pause_ratio: Option<f64>,
 }
 
 impl Manifest {
