@@ -217,6 +217,21 @@ impl Kafka {
             .key(key)
             .payload(value)
             .headers(headers);
+        self.send(topic, record).await
+    }
+
+    /// Writes a tombstone (a record with no value) and waits for the
+    /// acknowledgement; on a compacted topic it deletes the key.
+    pub async fn produce_tombstone(&self, topic: &str, key: &[u8]) -> Result<Landed, ApiError> {
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
+        self.send(topic, record).await
+    }
+
+    async fn send(
+        &self,
+        topic: &str,
+        record: FutureRecord<'_, [u8], [u8]>,
+    ) -> Result<Landed, ApiError> {
         // The local queue never waits long: a full queue means the broker is
         // not keeping up and the caller should back off.
         let delivery = self.producer.send(record, Duration::from_millis(500));
@@ -232,27 +247,6 @@ impl Kafka {
             Err(_) => Err(ApiError::new(
                 Code::KafkaUnavailable,
                 format!("kafka did not acknowledge the write to `{topic}` in time; retry with the same event id"),
-            )
-            .with_stored(Stored::Maybe)
-            .with_retry_after(Duration::from_secs(1))),
-        }
-    }
-
-    /// Writes a tombstone (a record with no value) and waits for the
-    /// acknowledgement; on a compacted topic it deletes the key.
-    pub async fn produce_tombstone(&self, topic: &str, key: &[u8]) -> Result<Landed, ApiError> {
-        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
-        let delivery = self.producer.send(record, Duration::from_millis(500));
-        let bound = Duration::from_millis(self.config.publish_timeout_ms + 2_000);
-        match tokio::time::timeout(bound, delivery).await {
-            Ok(Ok(delivery)) => Ok(Landed {
-                partition: delivery.partition,
-                offset: delivery.offset,
-            }),
-            Ok(Err((error, _))) => Err(produce_error(topic, &error)),
-            Err(_) => Err(ApiError::new(
-                Code::KafkaUnavailable,
-                format!("kafka did not acknowledge the tombstone on `{topic}` in time"),
             )
             .with_stored(Stored::Maybe)
             .with_retry_after(Duration::from_secs(1))),

@@ -363,13 +363,16 @@ async fn handle(
     match output {
         Output::Destinations(topics) => {
             if let Some(bad) = topics.iter().find(|topic| check_topic(topic).is_err()) {
-                let failure = Failure::InvalidOutput(format!(
-                    "destination `{}` is not a valid topic name",
-                    bad.escape_debug()
-                ));
-                plugin.stats().record_refused_output();
-                return dead_letter(ctx, plugin, message, failure.class(), &failure.to_string())
-                    .await;
+                return refuse(
+                    ctx,
+                    plugin,
+                    message,
+                    format!(
+                        "destination `{}` is not a valid topic name",
+                        bad.escape_debug()
+                    ),
+                )
+                .await;
             }
             for topic in topics {
                 ctx.kafka.ensure_topic(&topic, TopicKind::Events).await?;
@@ -389,10 +392,13 @@ async fn handle(
             }
         }
         Output::Aggregate { .. } => {
-            let failure =
-                Failure::InvalidOutput("an aggregator cannot run in a pipeline yet".to_string());
-            plugin.stats().record_refused_output();
-            return dead_letter(ctx, plugin, message, failure.class(), &failure.to_string()).await;
+            return refuse(
+                ctx,
+                plugin,
+                message,
+                "an aggregator cannot run in a pipeline yet".to_string(),
+            )
+            .await;
         }
         Output::Events(events) => {
             let mut prepared = Vec::with_capacity(events.len());
@@ -400,16 +406,11 @@ async fn handle(
                 let object = match serde_json::from_str(&emitted.object) {
                     Ok(object) => object,
                     Err(error) => {
-                        let failure = Failure::InvalidOutput(format!(
-                            "event {index} has an object that is not JSON: {error}"
-                        ));
-                        plugin.stats().record_refused_output();
-                        return dead_letter(
+                        return refuse(
                             ctx,
                             plugin,
                             message,
-                            failure.class(),
-                            &failure.to_string(),
+                            format!("event {index} has an object that is not JSON: {error}"),
                         )
                         .await;
                     }
@@ -439,16 +440,8 @@ async fn handle(
                 match ctx.publisher.prepare(input) {
                     Ok(ready) => prepared.push(ready),
                     Err(error) => {
-                        let failure = Failure::InvalidOutput(format!("event {index}: {error}"));
-                        plugin.stats().record_refused_output();
-                        return dead_letter(
-                            ctx,
-                            plugin,
-                            message,
-                            failure.class(),
-                            &failure.to_string(),
-                        )
-                        .await;
+                        return refuse(ctx, plugin, message, format!("event {index}: {error}"))
+                            .await;
                     }
                 }
             }
@@ -515,6 +508,19 @@ fn pin_latest(config: &rdkafka::ClientConfig, topics: &[String]) -> anyhow::Resu
         consumer.commit(&pin, rdkafka::consumer::CommitMode::Sync)?;
     }
     Ok(())
+}
+
+/// Dead-letters an input whose (successful) plugin call returned output the
+/// host refuses, and counts it as that call's failure.
+async fn refuse(
+    ctx: &PipelineContext,
+    plugin: &Plugin,
+    message: &BorrowedMessage<'_>,
+    reason: String,
+) -> Result<(), Failed> {
+    let failure = Failure::InvalidOutput(reason);
+    plugin.stats().record_refused_output();
+    dead_letter(ctx, plugin, message, failure.class(), &failure.to_string()).await
 }
 
 /// Pauses a plugin that keeps failing and says so with a `plugin.paused`

@@ -16,6 +16,37 @@ fn manifest(name: &str, version: &str, prefix: &str) -> String {
     )
 }
 
+/// A host of its own, with no folder plugins, so only stored ones run.
+async fn store_host(dir: &std::path::Path) -> (TestHost, String) {
+    let mut config = test_config(&kafka_bootstrap());
+    config.plugins.dir = None;
+    config.plugins.artifacts_dir = Some(dir.join("artifacts"));
+    let host = tokio::task::spawn_blocking(move || TestHost::start(config).unwrap())
+        .await
+        .unwrap();
+    let server = format!("http://{}", host.http);
+    (host, server)
+}
+
+/// `switchyard plugin push`, through the CLI's own code.
+async fn push(
+    server: &str,
+    wasm: &std::path::Path,
+    manifest: &std::path::Path,
+    activate: bool,
+) -> ExitCode {
+    cli::run(
+        server,
+        Action::Push {
+            wasm,
+            manifest,
+            activate,
+        },
+        Output::Json,
+    )
+    .await
+}
+
 fn status_event(claim_id: &str, provider: &str) -> Value {
     json!({"key": claim_id, "object": {
         "claim_id": claim_id, "payer": {"name": "P"}, "provider": {"name": "H", "id": provider},
@@ -93,25 +124,10 @@ async fn upload_activate_swap_roll_back_pause_and_delete() {
     std::fs::write(dir.join("v1.toml"), manifest(&name, "1.0.0", &prefix_a)).unwrap();
     std::fs::write(dir.join("v2.toml"), manifest(&name, "1.1.0", &prefix_b)).unwrap();
 
-    let mut config = test_config(&kafka_bootstrap());
-    config.plugins.dir = None;
-    config.plugins.artifacts_dir = Some(dir.join("artifacts"));
-    let host = tokio::task::spawn_blocking(move || TestHost::start(config).unwrap())
-        .await
-        .unwrap();
-    let server = format!("http://{}", host.http);
+    let (host, server) = store_host(&dir).await;
 
     // Upload and activate v1 with the CLI's code.
-    let code = cli::run(
-        &server,
-        Action::Push {
-            wasm: &wasm,
-            manifest: &dir.join("v1.toml"),
-            activate: true,
-        },
-        Output::Json,
-    )
-    .await;
+    let code = push(&server, &wasm, &dir.join("v1.toml"), true).await;
     assert_eq!(code, ExitCode::SUCCESS);
 
     // The pipeline starts at `latest`: probe until v1 routes.
@@ -148,16 +164,7 @@ async fn upload_activate_swap_roll_back_pause_and_delete() {
         })
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let code = cli::run(
-        &server,
-        Action::Push {
-            wasm: &wasm,
-            manifest: &dir.join("v2.toml"),
-            activate: true,
-        },
-        Output::Json,
-    )
-    .await;
+    let code = push(&server, &wasm, &dir.join("v2.toml"), true).await;
     assert_eq!(code, ExitCode::SUCCESS);
     let activated_at = Instant::now();
     let ids = publisher.await.unwrap();
@@ -263,32 +270,14 @@ async fn upload_activate_swap_roll_back_pause_and_delete() {
     );
 
     // Versions are immutable: the same version with other content is refused.
-    let code = cli::run(
-        &server,
-        Action::Push {
-            wasm: &wasm,
-            manifest: &dir.join("v1.toml"),
-            activate: false,
-        },
-        Output::Json,
-    )
-    .await;
+    let code = push(&server, &wasm, &dir.join("v1.toml"), false).await;
     assert_eq!(code, ExitCode::SUCCESS, "the same bytes again are a no-op");
     std::fs::write(
         dir.join("v1b.toml"),
         manifest(&name, "1.0.0", "other.prefix"),
     )
     .unwrap();
-    let code = cli::run(
-        &server,
-        Action::Push {
-            wasm: &wasm,
-            manifest: &dir.join("v1b.toml"),
-            activate: false,
-        },
-        Output::Json,
-    )
-    .await;
+    let code = push(&server, &wasm, &dir.join("v1b.toml"), false).await;
     assert_eq!(code, ExitCode::from(1));
 
     assert_eq!(
@@ -385,13 +374,7 @@ async fn a_plugin_that_keeps_failing_is_paused_and_resumed_by_an_admin() {
     )
     .unwrap();
 
-    let mut config = test_config(&kafka_bootstrap());
-    config.plugins.dir = None;
-    config.plugins.artifacts_dir = Some(dir.join("artifacts"));
-    let host = tokio::task::spawn_blocking(move || TestHost::start(config).unwrap())
-        .await
-        .unwrap();
-    let server = format!("http://{}", host.http);
+    let (host, server) = store_host(&dir).await;
 
     let mut paused_events = SseReader::connect(
         &host.url(&format!("/v1/nouns/plugin/events?key={name}")),
@@ -403,16 +386,7 @@ async fn a_plugin_that_keeps_failing_is_paused_and_resumed_by_an_admin() {
         .until_event("subscribed", Duration::from_secs(10))
         .await
         .unwrap();
-    let code = cli::run(
-        &server,
-        Action::Push {
-            wasm: &wasm,
-            manifest: &dir.join("flaky.toml"),
-            activate: true,
-        },
-        Output::Json,
-    )
-    .await;
+    let code = push(&server, &wasm, &dir.join("flaky.toml"), true).await;
     assert_eq!(code, ExitCode::SUCCESS);
 
     // Four events of its key, each a trap: the window is full of failures.
@@ -483,23 +457,8 @@ async fn an_admin_can_skip_a_record_and_read_plugin_metrics() {
     .unwrap();
     let prefix = format!("{name}.p");
     std::fs::write(dir.join("p.toml"), manifest(&name, "1.0.0", &prefix)).unwrap();
-    let mut config = test_config(&kafka_bootstrap());
-    config.plugins.dir = None;
-    config.plugins.artifacts_dir = Some(dir.join("artifacts"));
-    let host = tokio::task::spawn_blocking(move || TestHost::start(config).unwrap())
-        .await
-        .unwrap();
-    let server = format!("http://{}", host.http);
-    let code = cli::run(
-        &server,
-        Action::Push {
-            wasm: &wasm,
-            manifest: &dir.join("p.toml"),
-            activate: true,
-        },
-        Output::Json,
-    )
-    .await;
+    let (host, server) = store_host(&dir).await;
+    let code = push(&server, &wasm, &dir.join("p.toml"), true).await;
     assert_eq!(code, ExitCode::SUCCESS);
 
     let provider = "5550001111";
