@@ -64,7 +64,8 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn summary(entry: &PluginEntry) -> Value {
+/// The summary of a plugin, as both transports show it.
+pub(crate) fn summary(entry: &PluginEntry) -> Value {
     let active = entry.active_version();
     json!({
         "name": entry.name,
@@ -108,32 +109,7 @@ async fn show(
             .collect::<Vec<_>>()
     );
     if let Some(plugin) = app.supervisor.running(&name).await {
-        let stats = plugin.stats();
-        body["running"] = json!({
-            "version": plugin.manifest().version,
-            "calls": stats.calls.load(Ordering::Relaxed),
-            "errors": {
-                "plugin-error": stats.plugin_errors.load(Ordering::Relaxed),
-                "trap": stats.traps.load(Ordering::Relaxed),
-                "timeout": stats.timeouts.load(Ordering::Relaxed),
-                "out-of-memory": stats.out_of_memory.load(Ordering::Relaxed),
-                "invalid-output": stats.invalid_outputs.load(Ordering::Relaxed),
-            },
-            "instances_created": stats.instances_created.load(Ordering::Relaxed),
-            "instances_idle": plugin.idle_instances(),
-            "peak_memory_bytes": stats.peak_memory_bytes.load(Ordering::Relaxed),
-            "latency_micros": crate::plugin::LATENCY_BUCKETS_MICROS
-                .iter()
-                .zip(&stats.latency_buckets)
-                .map(|(bound, count)| json!({
-                    "below": if *bound == u64::MAX { None } else { Some(*bound) },
-                    "calls": count.load(Ordering::Relaxed),
-                }))
-                .collect::<Vec<_>>(),
-            "busy_micros": stats.busy_micros.load(Ordering::Relaxed),
-            "call_timeout_ms": plugin.timeout().as_millis() as u64,
-            "memory_limit_bytes": plugin.memory_limit_bytes(),
-        });
+        body["running"] = running_stats(&plugin);
     }
     Ok(Json(body))
 }
@@ -190,6 +166,42 @@ async fn upload(
         ApiError::new(Code::MalformedRequest, "the `component` part is missing")
             .with_field("component")
     })?;
+    let uploaded = upload_component(&app, &manifest_text, &component, query.activate).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(&uploaded).unwrap_or_default()),
+    )
+        .into_response())
+}
+
+/// What an upload stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Uploaded {
+    /// Plugin name.
+    pub name: String,
+    /// Version stored.
+    pub version: String,
+    /// sha256 of the component.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: usize,
+    /// The world it implements.
+    pub kind: &'static str,
+    /// The active version after the upload.
+    pub active_version: Option<String>,
+}
+
+/// Checks and stores an uploaded version (REST and gRPC alike): the
+/// manifest parses and reads known nouns, the component is at most 64 MiB,
+/// is a component of the declared world, imports nothing ungranted and
+/// instantiates.
+pub async fn upload_component(
+    app: &App,
+    manifest_text: &str,
+    component: &[u8],
+    activate: bool,
+) -> Result<Uploaded, ApiError> {
+    let invalid = |detail: String| ApiError::new(Code::InvalidPlugin, detail);
     if component.len() > MAX_COMPONENT_BYTES {
         return Err(ApiError::new(
             Code::PayloadTooLarge,
@@ -199,7 +211,7 @@ async fn upload(
             ),
         ));
     }
-    let manifest = Manifest::parse(&manifest_text).map_err(|error| {
+    let manifest = Manifest::parse(manifest_text).map_err(|error| {
         invalid(format!("the manifest is not valid: {error:#}")).with_field("manifest")
     })?;
     for noun in manifest.source_nouns() {
@@ -215,7 +227,7 @@ async fn upload(
     // its world and imports, and instantiates it.
     let runtime = Arc::clone(&app.runtime);
     let checked = manifest.clone();
-    let bytes = component.clone();
+    let bytes = component.to_vec();
     tokio::task::spawn_blocking(move || runtime.load(checked, &bytes))
         .await
         .map_err(|error| ApiError::internal(&error))?
@@ -223,23 +235,22 @@ async fn upload(
 
     let record = app
         .store
-        .put_version(&manifest, &manifest_text, &component)
+        .put_version(&manifest, manifest_text, component)
         .await?;
     tracing::info!(plugin = %record.name, version = %record.version, sha256 = %record.sha256, size = record.size, "plugin version uploaded");
-    let entry = if query.activate {
+    let entry = if activate {
         app.store.activate(&record.name, &record.version).await?
     } else {
         app.store.get(&record.name)?
     };
-    let body = json!({
-        "name": record.name,
-        "version": record.version,
-        "sha256": record.sha256,
-        "size": record.size,
-        "kind": manifest.kind.as_str(),
-        "active_version": entry.state.active,
-    });
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok(Uploaded {
+        name: record.name,
+        version: record.version,
+        sha256: record.sha256,
+        size: record.size,
+        kind: manifest.kind.as_str(),
+        active_version: entry.state.active,
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,4 +344,34 @@ async fn delete(
     app.store.delete(&name).await?;
     tracing::info!(plugin = %name, "plugin deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Call statistics of a running plugin on this instance.
+pub(crate) fn running_stats(plugin: &crate::plugin::Plugin) -> Value {
+    let stats = plugin.stats();
+    json!({
+        "version": plugin.manifest().version,
+        "calls": stats.calls.load(Ordering::Relaxed),
+        "errors": {
+            "plugin-error": stats.plugin_errors.load(Ordering::Relaxed),
+            "trap": stats.traps.load(Ordering::Relaxed),
+            "timeout": stats.timeouts.load(Ordering::Relaxed),
+            "out-of-memory": stats.out_of_memory.load(Ordering::Relaxed),
+            "invalid-output": stats.invalid_outputs.load(Ordering::Relaxed),
+        },
+        "instances_created": stats.instances_created.load(Ordering::Relaxed),
+        "instances_idle": plugin.idle_instances(),
+        "peak_memory_bytes": stats.peak_memory_bytes.load(Ordering::Relaxed),
+        "latency_micros": crate::plugin::LATENCY_BUCKETS_MICROS
+            .iter()
+            .zip(&stats.latency_buckets)
+            .map(|(bound, count)| json!({
+                "below": if *bound == u64::MAX { None } else { Some(*bound) },
+                "calls": count.load(Ordering::Relaxed),
+            }))
+            .collect::<Vec<_>>(),
+        "busy_micros": stats.busy_micros.load(Ordering::Relaxed),
+        "call_timeout_ms": plugin.timeout().as_millis() as u64,
+        "memory_limit_bytes": plugin.memory_limit_bytes(),
+    })
 }

@@ -294,3 +294,200 @@ fn to_proto(delivery: Delivery) -> proto::Delivery {
         },
     }
 }
+
+use proto::plugins_server::{Plugins, PluginsServer};
+
+/// The `switchyard.v1.Plugins` admin service: the gRPC face of
+/// [`crate::admin`].
+pub struct PluginsService {
+    app: Arc<App>,
+}
+
+/// Builds the admin service; messages may be large (components are
+/// streamed in chunks, each within the limit).
+pub fn plugins_service(app: Arc<App>) -> PluginsServer<PluginsService> {
+    PluginsServer::new(PluginsService { app }).max_decoding_message_size(8 * 1024 * 1024)
+}
+
+fn plugin_summary(entry: &crate::plugin::store::PluginEntry) -> proto::PluginSummary {
+    let value = crate::admin::summary(entry);
+    let text = |key: &str| value[key].as_str().unwrap_or_default().to_string();
+    proto::PluginSummary {
+        name: text("name"),
+        active_version: text("active_version"),
+        status: text("status"),
+        paused_reason: text("paused_reason"),
+        kind: text("kind"),
+        versions: entry.versions.keys().cloned().collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl Plugins for PluginsService {
+    async fn push(
+        &self,
+        request: Request<tonic::Streaming<proto::PushChunk>>,
+    ) -> Result<Response<proto::Uploaded>, Status> {
+        let mut stream = request.into_inner();
+        let mut manifest = None;
+        let mut activate = false;
+        let mut component = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            if manifest.is_none() {
+                manifest = Some(chunk.manifest);
+                activate = chunk.activate;
+            }
+            if component.len() + chunk.component.len() > crate::plugin::store::MAX_COMPONENT_BYTES {
+                return Err(ApiError::new(
+                    Code::PayloadTooLarge,
+                    format!(
+                        "the component is larger than the {} bytes allowed",
+                        crate::plugin::store::MAX_COMPONENT_BYTES
+                    ),
+                )
+                .into());
+            }
+            component.extend_from_slice(&chunk.component);
+        }
+        let manifest = manifest.filter(|m| !m.is_empty()).ok_or_else(|| {
+            ApiError::new(
+                Code::MalformedRequest,
+                "the first message must carry the manifest",
+            )
+            .with_field("manifest")
+        })?;
+        let uploaded =
+            crate::admin::upload_component(&self.app, &manifest, &component, activate).await?;
+        Ok(Response::new(proto::Uploaded {
+            name: uploaded.name,
+            version: uploaded.version,
+            sha256: uploaded.sha256,
+            size: uploaded.size as u64,
+            kind: uploaded.kind.to_string(),
+            active_version: uploaded.active_version.unwrap_or_default(),
+        }))
+    }
+
+    async fn list(
+        &self,
+        _request: Request<proto::ListPluginsRequest>,
+    ) -> Result<Response<proto::ListPluginsResponse>, Status> {
+        let plugins = self.app.store.list().iter().map(plugin_summary).collect();
+        Ok(Response::new(proto::ListPluginsResponse { plugins }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<proto::PluginRef>,
+    ) -> Result<Response<proto::PluginDetails>, Status> {
+        let name = request.into_inner().name;
+        let entry = self.app.store.get(&name).map_err(ApiError::from)?;
+        let running = match self.app.supervisor.running(&name).await {
+            Some(plugin) => crate::admin::running_stats(&plugin).to_string(),
+            None => String::new(),
+        };
+        Ok(Response::new(proto::PluginDetails {
+            summary: Some(plugin_summary(&entry)),
+            history: entry.state.history.clone(),
+            versions: entry
+                .versions
+                .values()
+                .map(|v| proto::VersionDetails {
+                    version: v.version.clone(),
+                    sha256: v.sha256.clone(),
+                    size: v.size as u64,
+                    uploaded_at: v.uploaded_at.clone(),
+                })
+                .collect(),
+            running_json: running,
+        }))
+    }
+
+    async fn activate(
+        &self,
+        request: Request<proto::ActivateRequest>,
+    ) -> Result<Response<proto::PluginSummary>, Status> {
+        let request = request.into_inner();
+        let entry = self
+            .app
+            .store
+            .activate(&request.name, &request.version)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(plugin_summary(&entry)))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<proto::PluginRef>,
+    ) -> Result<Response<proto::PluginSummary>, Status> {
+        let entry = self
+            .app
+            .store
+            .rollback(&request.into_inner().name)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(plugin_summary(&entry)))
+    }
+
+    async fn pause(
+        &self,
+        request: Request<proto::PauseRequest>,
+    ) -> Result<Response<proto::PluginSummary>, Status> {
+        let request = request.into_inner();
+        let reason = Some(request.reason)
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "paused by an admin".to_string());
+        let entry = self
+            .app
+            .store
+            .set_paused(&request.name, Some(reason))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(plugin_summary(&entry)))
+    }
+
+    async fn resume(
+        &self,
+        request: Request<proto::PluginRef>,
+    ) -> Result<Response<proto::PluginSummary>, Status> {
+        let entry = self
+            .app
+            .store
+            .set_paused(&request.into_inner().name, None)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(plugin_summary(&entry)))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<proto::PluginRef>,
+    ) -> Result<Response<proto::Deleted>, Status> {
+        self.app
+            .store
+            .delete(&request.into_inner().name)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::Deleted {}))
+    }
+
+    async fn skip(
+        &self,
+        request: Request<proto::SkipRequest>,
+    ) -> Result<Response<proto::PluginSummary>, Status> {
+        let request = request.into_inner();
+        let position = crate::plugin::store::RecordPosition {
+            topic: request.topic,
+            partition: request.partition,
+            offset: request.offset,
+        };
+        let entry = self
+            .app
+            .store
+            .skip(&request.name, position)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(plugin_summary(&entry)))
+    }
+}

@@ -286,7 +286,11 @@ impl Bound {
         health_reporter
             .set_serving::<grpc::proto::events_server::EventsServer<grpc::EventsService>>()
             .await;
+        health_reporter
+            .set_serving::<grpc::proto::plugins_server::PluginsServer<grpc::PluginsService>>()
+            .await;
         let events = grpc::events_service(Arc::clone(&app));
+        let plugins = grpc::plugins_service(Arc::clone(&app));
         tasks.spawn({
             let stop = wait(shutdown_rx.clone());
             async move {
@@ -294,6 +298,7 @@ impl Bound {
                     .add_service(health_service)
                     .add_service(reflection)
                     .add_service(events)
+                    .add_service(plugins)
                     .serve_with_incoming_shutdown(
                         tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
                         stop,

@@ -564,3 +564,122 @@ async fn an_admin_can_skip_a_record_and_read_plugin_metrics() {
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_grpc_admin_service_manages_plugins_too() {
+    use switchyard::grpc::proto;
+    use switchyard::grpc::proto::plugins_client::PluginsClient;
+    use tonic_types::StatusExt;
+
+    let host = switchyard_tests::shared_host();
+    let mut client = PluginsClient::connect(format!("http://{}", host.grpc))
+        .await
+        .unwrap();
+    let run = unique("grpc").to_lowercase().replace('_', "-");
+    let name = format!("grpc-{}", &run[run.len() - 12..]);
+    let wasm =
+        std::fs::read(PathBuf::from(env!("SWITCHYARD_TEST_PLUGIN_DIR")).join("portal-router.wasm"))
+            .unwrap();
+    let push = |version: &str, activate: bool| {
+        let manifest = manifest(&name, version, &format!("{name}.g"));
+        // The component in several chunks, the manifest in the first.
+        let mut chunks: Vec<proto::PushChunk> = wasm
+            .chunks(512 * 1024)
+            .map(|chunk| proto::PushChunk {
+                manifest: String::new(),
+                activate: false,
+                component: chunk.to_vec(),
+            })
+            .collect();
+        chunks[0].manifest = manifest;
+        chunks[0].activate = activate;
+        futures::stream::iter(chunks)
+    };
+    let uploaded = client.push(push("1.0.0", true)).await.unwrap().into_inner();
+    assert_eq!(uploaded.name, name);
+    assert_eq!(uploaded.active_version, "1.0.0");
+    assert_eq!(uploaded.size as usize, wasm.len());
+    client.push(push("2.0.0", false)).await.unwrap();
+
+    let listed = client
+        .list(proto::ListPluginsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed
+            .plugins
+            .iter()
+            .any(|p| p.name == name && p.versions == ["1.0.0", "2.0.0"])
+    );
+    let summary = client
+        .activate(proto::ActivateRequest {
+            name: name.clone(),
+            version: "2.0.0".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.active_version, "2.0.0");
+    let summary = client
+        .rollback(proto::PluginRef { name: name.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.active_version, "1.0.0");
+    let summary = client
+        .pause(proto::PauseRequest {
+            name: name.clone(),
+            reason: "grpc test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (summary.status.as_str(), summary.paused_reason.as_str()),
+        ("paused", "grpc test")
+    );
+    let summary = client
+        .resume(proto::PluginRef { name: name.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.status, "active");
+    let details = client
+        .get(proto::PluginRef { name: name.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    // Rolled back from 2.0.0 to 1.0.0: nothing older to go back to.
+    assert!(details.history.is_empty(), "{:?}", details.history);
+    assert_eq!(details.versions.len(), 2);
+
+    let status = client
+        .activate(proto::ActivateRequest {
+            name: name.clone(),
+            version: "9.9.9".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert_eq!(status.get_details_error_info().unwrap().reason, "not-found");
+
+    let bad = futures::stream::iter(vec![proto::PushChunk {
+        manifest: manifest(&format!("{name}-bad"), "1.0.0", "x"),
+        activate: false,
+        component: b"\0asm nope".to_vec(),
+    }]);
+    let status = client.push(bad).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        status.get_details_error_info().unwrap().reason,
+        "invalid-plugin"
+    );
+
+    client
+        .delete(proto::PluginRef { name: name.clone() })
+        .await
+        .unwrap();
+    let status = client.get(proto::PluginRef { name }).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+}
