@@ -231,8 +231,9 @@ pub fn config_value<'a>(config: &'a [ConfigEntry], name: &str) -> Option<&'a str
 /// log(Level::Info, "routed claim", &[("claim_id", "C1")]);
 /// ```
 ///
-/// Outside WebAssembly (a plugin's native unit tests) the line goes to
-/// stderr instead, so plugins can be tested with plain `cargo test`.
+/// Outside WebAssembly (a plugin's native unit tests) there is no host: the
+/// line goes to stderr when `SWITCHYARD_PLUGIN_LOG` is set, and nowhere
+/// otherwise, so plugins can be tested with plain `cargo test`.
 pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
     #[cfg(target_arch = "wasm32")]
     {
@@ -243,5 +244,10 @@ pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
         router::switchyard::plugin::log::emit(level, message, &fields);
     }
     #[cfg(not(target_arch = "wasm32"))]
-    eprintln!("[{level:?}] {message} {fields:?}");
+    {
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *ENABLED.get_or_init(|| std::env::var_os("SWITCHYARD_PLUGIN_LOG").is_some()) {
+            eprintln!("[{level:?}] {message} {fields:?}");
+        }
+    }
 }
