@@ -13,12 +13,12 @@
 //! usage: plugin-bench VARIANT EVENTS [PLUGIN_DIR FIXTURE_DIR]
 //!        plugin-bench all EVENTS [PLUGIN_DIR FIXTURE_DIR]   (wall clock, side by side)
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use switchyard::avro;
 use switchyard::config::PluginsConfig;
-use switchyard::plugin::{ConfigEntry, Event, Manifest, Metadata, Output, Plugin, Runtime};
+use switchyard::plugin::{Event, Manifest, Metadata, Output, Plugin, Runtime};
 use switchyard_plugin_sdk::Router as _;
 
 const VARIANTS: [&str; 8] = [
@@ -40,7 +40,7 @@ struct Setup {
     object: String,
 }
 
-fn setup(plugin_dir: &PathBuf, fixture_dir: &PathBuf) -> anyhow::Result<Setup> {
+fn setup(plugin_dir: &Path, fixture_dir: &Path) -> anyhow::Result<Setup> {
     let runtime = Runtime::new(&PluginsConfig::default())?;
     let noop_manifest = Manifest::parse(
         "name = \"noop\"\nversion = \"0.1.0\"\nkind = \"router\"\nsource = [\"claim.*\"]\n[config]\nmode = \"ok\"\n",
@@ -148,7 +148,6 @@ fn pipeline_step(setup: &Setup, route: &dyn Fn(String) -> Vec<String>) -> usize 
 }
 
 fn run(setup: &Setup, variant: &str, events: usize) -> usize {
-    let _unused: Option<ConfigEntry> = None;
     let mut sink = 0;
     for _ in 0..events {
         sink += match variant {
