@@ -332,6 +332,8 @@ pub struct Plugin {
     engine: Engine,
     timeout: Duration,
     memory_limit_bytes: usize,
+    /// The manifest's configuration, built once rather than per call.
+    config: Vec<ConfigEntry>,
     idle: Mutex<Vec<Instance>>,
     stats: Stats,
 }
@@ -464,6 +466,7 @@ impl Runtime {
             .memory_limit_bytes
             .unwrap_or(self.config.memory_limit_bytes)
             .min(self.config.memory_limit_bytes);
+        let config = Plugin::config_entries(&manifest);
         let plugin = Plugin {
             manifest,
             label,
@@ -471,6 +474,7 @@ impl Runtime {
             engine: self.engine.clone(),
             timeout: Duration::from_millis(timeout_ms),
             memory_limit_bytes,
+            config,
             idle: Mutex::new(Vec::new()),
             stats: Stats::default(),
         };
@@ -617,8 +621,8 @@ impl Plugin {
         }
     }
 
-    fn config_entries(&self) -> Vec<ConfigEntry> {
-        self.manifest
+    fn config_entries(manifest: &Manifest) -> Vec<ConfigEntry> {
+        manifest
             .config
             .iter()
             .map(|(name, value)| ConfigEntry {
@@ -652,16 +656,16 @@ impl Plugin {
         };
         instance.store.data_mut().limiter.denied = false;
         self.arm_deadline(&mut instance.store);
-        let config = self.config_entries();
+        let config = &self.config;
         let result = match &instance.exports {
             Exports::Router(router) => router
-                .call_route(&mut instance.store, event, &config)
+                .call_route(&mut instance.store, event, config)
                 .map(|inner| inner.map(Output::Destinations)),
             Exports::Transformer(transformer) => transformer
-                .call_transform(&mut instance.store, event, &config)
+                .call_transform(&mut instance.store, event, config)
                 .map(|inner| inner.map(Output::Events)),
             Exports::Aggregator(aggregator) => aggregator
-                .call_aggregate(&mut instance.store, event, state, &config)
+                .call_aggregate(&mut instance.store, event, state, config)
                 .map(|inner| {
                     inner.map(|result| Output::Aggregate {
                         state: result.state,
