@@ -298,7 +298,7 @@ async fn pause(
 ) -> Result<Json<Value>, ApiError> {
     let reason = body
         .and_then(|Json(b)| b.reason)
-        .unwrap_or_else(|| "paused by an admin".to_string());
+        .unwrap_or_else(|| crate::plugin::store::DEFAULT_PAUSE_REASON.to_string());
     let entry = app.store.set_paused(&name, Some(reason)).await?;
     tracing::info!(plugin = %name, "plugin paused");
     Ok(Json(summary(&entry)))

@@ -322,6 +322,14 @@ fn plugin_summary(entry: &crate::plugin::store::PluginEntry) -> proto::PluginSum
     }
 }
 
+/// The reply of every call that changes a plugin's state.
+fn summary_response(
+    result: Result<crate::plugin::store::PluginEntry, crate::plugin::store::StoreError>,
+) -> Result<Response<proto::PluginSummary>, Status> {
+    let entry = result.map_err(ApiError::from)?;
+    Ok(Response::new(plugin_summary(&entry)))
+}
+
 #[tonic::async_trait]
 impl Plugins for PluginsService {
     async fn push(
@@ -408,26 +416,19 @@ impl Plugins for PluginsService {
         request: Request<proto::ActivateRequest>,
     ) -> Result<Response<proto::PluginSummary>, Status> {
         let request = request.into_inner();
-        let entry = self
-            .app
-            .store
-            .activate(&request.name, &request.version)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(plugin_summary(&entry)))
+        summary_response(
+            self.app
+                .store
+                .activate(&request.name, &request.version)
+                .await,
+        )
     }
 
     async fn rollback(
         &self,
         request: Request<proto::PluginRef>,
     ) -> Result<Response<proto::PluginSummary>, Status> {
-        let entry = self
-            .app
-            .store
-            .rollback(&request.into_inner().name)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(plugin_summary(&entry)))
+        summary_response(self.app.store.rollback(&request.into_inner().name).await)
     }
 
     async fn pause(
@@ -437,27 +438,20 @@ impl Plugins for PluginsService {
         let request = request.into_inner();
         let reason = Some(request.reason)
             .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| "paused by an admin".to_string());
-        let entry = self
-            .app
-            .store
-            .set_paused(&request.name, Some(reason))
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(plugin_summary(&entry)))
+            .unwrap_or_else(|| crate::plugin::store::DEFAULT_PAUSE_REASON.to_string());
+        summary_response(self.app.store.set_paused(&request.name, Some(reason)).await)
     }
 
     async fn resume(
         &self,
         request: Request<proto::PluginRef>,
     ) -> Result<Response<proto::PluginSummary>, Status> {
-        let entry = self
-            .app
-            .store
-            .set_paused(&request.into_inner().name, None)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(plugin_summary(&entry)))
+        summary_response(
+            self.app
+                .store
+                .set_paused(&request.into_inner().name, None)
+                .await,
+        )
     }
 
     async fn delete(
@@ -482,12 +476,6 @@ impl Plugins for PluginsService {
             partition: request.partition,
             offset: request.offset,
         };
-        let entry = self
-            .app
-            .store
-            .skip(&request.name, position)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(plugin_summary(&entry)))
+        summary_response(self.app.store.skip(&request.name, position).await)
     }
 }

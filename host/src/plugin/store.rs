@@ -93,6 +93,9 @@ pub struct RecordPosition {
     pub offset: i64,
 }
 
+/// The reason shown when an admin pauses a plugin without giving one.
+pub const DEFAULT_PAUSE_REASON: &str = "paused by an admin";
+
 /// Most skip requests kept per plugin; the oldest are dropped first.
 pub const MAX_SKIPS: usize = 100;
 

@@ -16,6 +16,23 @@ fn manifest(name: &str, version: &str, prefix: &str) -> String {
     )
 }
 
+/// A unique plugin name, a scratch folder, and a copy of a built component
+/// in it.
+fn plugin_workspace(
+    run_label: &str,
+    name_prefix: &str,
+    built_dir: &str,
+    component: &str,
+) -> (String, PathBuf, PathBuf) {
+    let run = unique(run_label).to_lowercase().replace('_', "-");
+    let name = format!("{name_prefix}-{}", &run[run.len() - 12..]);
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let wasm = dir.join(component);
+    std::fs::copy(PathBuf::from(built_dir).join(component), &wasm).unwrap();
+    (name, dir, wasm)
+}
+
 /// A host of its own, with no folder plugins, so only stored ones run.
 async fn store_host(dir: &std::path::Path) -> (TestHost, String) {
     let mut config = test_config(&kafka_bootstrap());
@@ -110,16 +127,12 @@ async fn routed(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upload_activate_swap_roll_back_pause_and_delete() {
-    let run = unique("admin").to_lowercase().replace('_', "-");
-    let name = format!("hot-{}", &run[run.len() - 12..]);
-    let dir = std::env::temp_dir().join(&run);
-    std::fs::create_dir_all(&dir).unwrap();
-    let wasm = dir.join("router.wasm");
-    std::fs::copy(
-        PathBuf::from(env!("SWITCHYARD_TEST_PLUGIN_DIR")).join("portal-router.wasm"),
-        &wasm,
-    )
-    .unwrap();
+    let (name, dir, wasm) = plugin_workspace(
+        "admin",
+        "hot",
+        env!("SWITCHYARD_TEST_PLUGIN_DIR"),
+        "portal-router.wasm",
+    );
     let (prefix_a, prefix_b) = (format!("{name}.a"), format!("{name}.b"));
     std::fs::write(dir.join("v1.toml"), manifest(&name, "1.0.0", &prefix_a)).unwrap();
     std::fs::write(dir.join("v2.toml"), manifest(&name, "1.1.0", &prefix_b)).unwrap();
@@ -445,16 +458,12 @@ async fn a_plugin_that_keeps_failing_is_paused_and_resumed_by_an_admin() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_can_skip_a_record_and_read_plugin_metrics() {
-    let run = unique("skip").to_lowercase().replace('_', "-");
-    let name = format!("skippy-{}", &run[run.len() - 12..]);
-    let dir = std::env::temp_dir().join(&run);
-    std::fs::create_dir_all(&dir).unwrap();
-    let wasm = dir.join("router.wasm");
-    std::fs::copy(
-        PathBuf::from(env!("SWITCHYARD_TEST_PLUGIN_DIR")).join("portal-router.wasm"),
-        &wasm,
-    )
-    .unwrap();
+    let (name, dir, wasm) = plugin_workspace(
+        "skip",
+        "skippy",
+        env!("SWITCHYARD_TEST_PLUGIN_DIR"),
+        "portal-router.wasm",
+    );
     let prefix = format!("{name}.p");
     std::fs::write(dir.join("p.toml"), manifest(&name, "1.0.0", &prefix)).unwrap();
     let (host, server) = store_host(&dir).await;
