@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 "proto/switchyard/v1/events.proto",
                 "proto/switchyard/v1/plugins.proto",
+                "proto/switchyard/v1/routes.proto",
             ],
             &["proto"],
         )?;

@@ -32,6 +32,8 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// WebAssembly plugins.
     pub plugins: PluginsConfig,
+    /// Routes and the routing engine.
+    pub routing: RoutingConfig,
     /// Log output.
     pub log: LogConfig,
 }
@@ -129,6 +131,10 @@ pub struct PluginsConfig {
     /// (the copy of record is on Kafka). Default
     /// `$HOME/.cache/switchyard/plugin-artifacts`.
     pub artifacts_dir: Option<PathBuf>,
+    /// Component instances the pooling allocator reserves room for, across
+    /// every plugin of this host (each plugin keeps up to four warm
+    /// instances). 0 allocates on demand instead. Default 256.
+    pub pool_instances: u32,
 }
 
 /// Log settings.
@@ -139,6 +145,55 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// Filter in `RUST_LOG` syntax. Default `info`. `RUST_LOG` wins if set.
     pub filter: String,
+}
+
+/// Routing settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Run the routing engine on this instance. Default true; an instance
+    /// that only serves APIs can turn it off.
+    pub enabled: bool,
+    /// Compacted topic holding the routes. Default `_switchyard_routes`.
+    pub topic: String,
+    /// Consumer group of the routing engine; every instance of one
+    /// deployment uses the same. Default `switchyard.routing`.
+    pub group: String,
+    /// Where a new group starts on each noun topic. Default `earliest`.
+    pub start: Start,
+    /// How often the open transaction commits, in milliseconds; this bounds
+    /// how long a routed event waits before readers in `read_committed`
+    /// mode see it. Default 100 (as Kafka Streams with exactly-once).
+    pub commit_interval_ms: u64,
+    /// Most records in one transaction. Default 1000.
+    pub max_transaction_records: usize,
+    /// Kafka's `transaction.timeout.ms` for the engine's producer. Default
+    /// 60000.
+    pub transaction_timeout_ms: u64,
+}
+
+/// Where a consumer group with no committed offsets starts.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// The beginning of each partition.
+    Earliest,
+    /// The end of each partition as it was when the group first started.
+    Latest,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            enabled: true,
+            topic: "_switchyard_routes".to_string(),
+            group: "switchyard.routing".to_string(),
+            start: Start::Earliest,
+            commit_interval_ms: 100,
+            max_transaction_records: 1_000,
+            transaction_timeout_ms: 60_000,
+        }
+    }
 }
 
 /// Log line format.
@@ -206,6 +261,7 @@ impl Default for PluginsConfig {
             failure_window_calls: 20,
             compiled_cache_dir: None,
             artifacts_dir: None,
+            pool_instances: 256,
         }
     }
 }

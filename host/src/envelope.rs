@@ -32,6 +32,9 @@ pub const PLUGIN_HEADER: &str = "switchyard-plugin";
 /// `switchyard-plugin` header still names whoever produced the event.
 pub const ROUTER_HEADER: &str = "switchyard-router";
 
+/// Header naming the route that forwarded a record.
+pub const ROUTE_HEADER: &str = "switchyard-route";
+
 /// Longest event id a publisher may choose, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
 

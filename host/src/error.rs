@@ -45,6 +45,9 @@ pub enum Code {
     /// An uploaded plugin was refused (bad manifest, wrong world, an import
     /// that is not granted, fails to instantiate).
     InvalidPlugin,
+    /// A route was refused (bad source pattern, filter, destination or
+    /// plugin reference).
+    InvalidRoute,
     /// The request conflicts with the current state (an existing version,
     /// nothing to roll back to).
     Conflict,
@@ -73,6 +76,7 @@ impl Code {
             Code::UnsupportedMediaType => "unsupported-media-type",
             Code::IdempotencyConflict => "idempotency-conflict",
             Code::InvalidPlugin => "invalid-plugin",
+            Code::InvalidRoute => "invalid-route",
             Code::Conflict => "conflict",
             Code::KafkaUnavailable => "kafka-unavailable",
             Code::RegistryUnavailable => "registry-unavailable",
@@ -96,6 +100,7 @@ impl Code {
             Code::UnsupportedMediaType => "unsupported media type",
             Code::IdempotencyConflict => "idempotency key reused",
             Code::InvalidPlugin => "plugin refused",
+            Code::InvalidRoute => "route refused",
             Code::Conflict => "conflict",
             Code::KafkaUnavailable => "kafka unavailable",
             Code::RegistryUnavailable => "schema registry unavailable",
@@ -114,7 +119,7 @@ impl Code {
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::IdempotencyConflict | Code::Conflict => StatusCode::CONFLICT,
-            Code::InvalidPlugin => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::InvalidPlugin | Code::InvalidRoute => StatusCode::UNPROCESSABLE_ENTITY,
             Code::PayloadTooLarge | Code::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::KafkaUnavailable | Code::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -136,7 +141,7 @@ impl Code {
             Code::UnsupportedMediaType => tonic::Code::InvalidArgument,
             Code::IdempotencyConflict => tonic::Code::AlreadyExists,
             Code::Conflict => tonic::Code::FailedPrecondition,
-            Code::InvalidPlugin => tonic::Code::InvalidArgument,
+            Code::InvalidPlugin | Code::InvalidRoute => tonic::Code::InvalidArgument,
         }
     }
 }

@@ -97,6 +97,10 @@ impl Kafka {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
+            // Java's partitioner, so a key lands where Kafka Streams, Java
+            // producers and Confluent's clients would put it, and the owner
+            // of a key's partition can be computed.
+            .set("partitioner", "murmur2_random")
             // Bounds how long a record may wait for the broker, so a publish
             // against a dead broker fails within the configured time.
             .set("message.timeout.ms", config.publish_timeout_ms.to_string())

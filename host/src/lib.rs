@@ -17,6 +17,8 @@
 //! - [`subscribe`]: resumable streams for SSE and gRPC subscribers.
 //! - [`plugin`]: the wasmtime runtime for team plugins.
 //! - [`pipeline`]: consume, run a plugin, produce, dead-letter.
+//! - [`routing`]: routes from a compacted topic ([`table`]), content
+//!   filters, the exactly-once routing engine; [`route_admin`] manages them.
 //! - [`trace_context`]: W3C trace headers from callers.
 //! - [`shutdown`], [`telemetry`]: process plumbing.
 
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod exactly_once;
 pub mod grpc;
 pub mod idempotency;
 pub mod kafka;
@@ -36,8 +39,11 @@ pub mod plugin;
 pub mod publish;
 pub mod registry;
 pub mod rest;
+pub mod route_admin;
+pub mod routing;
 pub mod shutdown;
 pub mod subscribe;
+pub mod table;
 pub mod telemetry;
 pub mod trace_context;
 
@@ -81,6 +87,10 @@ pub struct App {
     pub store: Arc<PluginStore>,
     /// Keeps pipelines in line with the store.
     pub supervisor: Arc<Supervisor>,
+    /// Routes, shared by every instance through Kafka.
+    pub routes: Arc<routing::RouteStore>,
+    /// The routing engine, once serving started (and if enabled).
+    pub routing_engine: std::sync::OnceLock<Arc<routing::engine::RoutingEngine>>,
     /// Turns true when the host starts shutting down; long-lived streams
     /// (SSE, gRPC subscriptions) end on it so shutdown does not wait for
     /// clients to hang up.
@@ -147,6 +157,8 @@ impl App {
             context,
             plugins.clone(),
         );
+        let routes =
+            Arc::new(routing::RouteStore::start(Arc::clone(&kafka), &config.routing.topic).await?);
         Ok(Arc::new(App {
             config,
             kafka,
@@ -157,6 +169,8 @@ impl App {
             runtime,
             store,
             supervisor,
+            routes,
+            routing_engine: std::sync::OnceLock::new(),
             shutdown_tx: watch::channel(false).0,
         }))
     }
@@ -289,8 +303,12 @@ impl Bound {
         health_reporter
             .set_serving::<grpc::proto::plugins_server::PluginsServer<grpc::PluginsService>>()
             .await;
+        health_reporter
+            .set_serving::<grpc::proto::routes_server::RoutesServer<grpc::RoutesService>>()
+            .await;
         let events = grpc::events_service(Arc::clone(&app));
         let plugins = grpc::plugins_service(Arc::clone(&app));
+        let routes = grpc::routes_service(Arc::clone(&app));
         tasks.spawn({
             let stop = wait(shutdown_rx.clone());
             async move {
@@ -299,6 +317,7 @@ impl Bound {
                     .add_service(reflection)
                     .add_service(events)
                     .add_service(plugins)
+                    .add_service(routes)
                     .serve_with_incoming_shutdown(
                         tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
                         stop,
@@ -311,6 +330,23 @@ impl Bound {
         // aggregator that cannot run yet) must not stop the servers.
         let mut pipelines = tokio::task::JoinSet::new();
         pipelines.spawn(Arc::clone(&app.supervisor).run(shutdown_rx.clone()));
+        if app.config.routing.enabled {
+            let engine = routing::engine::RoutingEngine::start(
+                routing::engine::EngineParts {
+                    kafka: Arc::clone(&app.kafka),
+                    registry: Arc::clone(&app.registry),
+                    routes: Arc::clone(&app.routes),
+                    supervisor: Arc::clone(&app.supervisor),
+                    config: app.config.routing.clone(),
+                    nouns: app.catalog.nouns().map(str::to_string).collect(),
+                },
+                shutdown_rx.clone(),
+            );
+            let _ = app.routing_engine.set(Arc::clone(&engine));
+            pipelines.spawn(async move {
+                let _ = tokio::task::spawn_blocking(move || engine.join()).await;
+            });
+        }
 
         // Stop on the signal, or as soon as any server fails.
         let failed = tokio::select! {

@@ -25,6 +25,9 @@ enum Command {
     /// Works with WebAssembly plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Works with routes: where events go, changed without a deployment.
+    #[command(subcommand)]
+    Route(RouteCommand),
     /// Checks a config file and prints the effective configuration.
     CheckConfig {
         /// Config file (TOML).
@@ -156,6 +159,81 @@ enum PluginCommand {
         #[command(flatten)]
         remote: Remote,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum RouteCommand {
+    /// Creates or replaces a route from a JSON or TOML file.
+    Set {
+        /// The route file (`.toml` is read as TOML, anything else as JSON).
+        file: PathBuf,
+        /// Route id, when the file has none.
+        #[arg(long)]
+        id: Option<String>,
+        /// Only change the route if it is still at this revision (0: only
+        /// create it).
+        #[arg(long)]
+        if_revision: Option<i64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Lists routes.
+    List {
+        /// Only this team's routes.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Shows one route and its counters on the host answering.
+    Show {
+        /// Route id.
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Deletes a route.
+    Delete {
+        /// Route id.
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Says which routes an event matches, and why.
+    Explain {
+        /// An event file: `{"noun", "verb", "key", "object"}`.
+        #[arg(long, conflicts_with = "position")]
+        event: Option<PathBuf>,
+        /// A record already on a noun's topic, `topic:partition:offset`.
+        #[arg(long)]
+        position: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Evaluates a proposed route against recent events, sending nothing.
+    DryRun {
+        /// The route file.
+        file: PathBuf,
+        /// How many recent events (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn route_remote(remote: &Remote, action: switchyard::cli::RouteAction<'_>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(switchyard::cli::run_route(
+            &remote.server,
+            action,
+            remote.output,
+        )),
+        Err(error) => {
+            eprintln!("switchyard: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn remote(remote: &Remote, action: switchyard::cli::Action<'_>) -> ExitCode {
@@ -320,6 +398,51 @@ fn main() -> ExitCode {
         }
         Command::Plugin(PluginCommand::Delete { name, remote: r }) => {
             remote(&r, switchyard::cli::Action::Delete(&name))
+        }
+        Command::Route(command) => {
+            use switchyard::cli::RouteAction;
+            match &command {
+                RouteCommand::Set {
+                    file,
+                    id,
+                    if_revision,
+                    remote: r,
+                } => route_remote(
+                    r,
+                    RouteAction::Set {
+                        file,
+                        id: id.as_deref(),
+                        if_revision: *if_revision,
+                    },
+                ),
+                RouteCommand::List { owner, remote: r } => {
+                    route_remote(r, RouteAction::List(owner.as_deref()))
+                }
+                RouteCommand::Show { id, remote: r } => route_remote(r, RouteAction::Show(id)),
+                RouteCommand::Delete { id, remote: r } => route_remote(r, RouteAction::Delete(id)),
+                RouteCommand::Explain {
+                    event,
+                    position,
+                    remote: r,
+                } => route_remote(
+                    r,
+                    RouteAction::Explain {
+                        event: event.as_deref(),
+                        position: position.as_deref(),
+                    },
+                ),
+                RouteCommand::DryRun {
+                    file,
+                    limit,
+                    remote: r,
+                } => route_remote(
+                    r,
+                    RouteAction::DryRun {
+                        file,
+                        limit: *limit,
+                    },
+                ),
+            }
         }
         Command::CheckConfig { config } => {
             match switchyard::config::Config::load(config.as_deref()) {

@@ -38,6 +38,8 @@ use crate::subscribe;
 pub mod dlq {
     /// `name@version` of the plugin that failed.
     pub const PLUGIN: &str = "switchyard-dlq-plugin";
+    /// Id of the route that failed, when a route did.
+    pub const ROUTE: &str = "switchyard-dlq-route";
     /// Failure class: `plugin-error`, `trap`, `timeout`, `out-of-memory`,
     /// `invalid-output` or `undecodable`.
     pub const CLASS: &str = "switchyard-dlq-class";
@@ -478,7 +480,7 @@ fn policy_of(ctx: &PipelineContext, plugin: &Plugin) -> FailurePolicy {
 /// resume, silently skip everything written to that partition meanwhile.
 /// With the offsets pinned, the consumer itself always starts from committed
 /// offsets (or the beginning, for a partition added later).
-fn pin_latest(config: &rdkafka::ClientConfig, topics: &[String]) -> anyhow::Result<()> {
+pub(crate) fn pin_latest(config: &rdkafka::ClientConfig, topics: &[String]) -> anyhow::Result<()> {
     use rdkafka::consumer::BaseConsumer;
     use rdkafka::{Offset, TopicPartitionList};
 
@@ -583,7 +585,7 @@ fn header_value(message: &BorrowedMessage<'_>, name: &str) -> Option<Vec<u8>> {
         .and_then(|header| header.value.map(<[u8]>::to_vec))
 }
 
-fn plugin_event(
+pub(crate) fn plugin_event(
     message: &BorrowedMessage<'_>,
     delivered: &subscribe::DeliveredEvent,
 ) -> plugin::Event {

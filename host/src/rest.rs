@@ -61,7 +61,8 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .with_state(Arc::clone(&app))
         // The admin routes carry their own, larger body limit for components.
-        .merge(crate::admin::router(app))
+        .merge(crate::admin::router(Arc::clone(&app)))
+        .merge(crate::route_admin::router(app))
 }
 
 async fn openapi() -> Response {
@@ -109,7 +110,7 @@ struct BatchBody {
 }
 
 /// Reads the body, turning size and syntax failures into problems.
-fn read_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<T, ApiError> {
@@ -126,7 +127,7 @@ fn read_json<T: serde::de::DeserializeOwned>(
     parse_json(&bytes)
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();

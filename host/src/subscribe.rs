@@ -328,6 +328,17 @@ pub async fn open(
     Ok(stream)
 }
 
+/// Decodes a Confluent-framed Avro value into its schema id and JSON.
+pub fn decode_value(registry: &Registry, value: &[u8]) -> Result<(u32, serde_json::Value), String> {
+    let (schema_id, body) = avro::unframe(value).map_err(|e| e.to_string())?;
+    let schema = registry
+        .by_id(schema_id)
+        .ok_or_else(|| format!("schema id {schema_id} is not in the registry"))?;
+    let object = avro::decode_exact(&schema.schema, body)
+        .map_err(|e| format!("avro body does not match schema {schema_id}: {e}"))?;
+    Ok((schema_id, object))
+}
+
 /// Decodes a record into the event subscribers see.
 pub fn decode(
     registry: &Registry,
@@ -336,12 +347,7 @@ pub fn decode(
     let envelope =
         Envelope::from_headers(message.headers(), message.key()).map_err(|e| e.to_string())?;
     let value = message.payload().ok_or("record has no value")?;
-    let (schema_id, body) = avro::unframe(value).map_err(|e| e.to_string())?;
-    let schema = registry
-        .by_id(schema_id)
-        .ok_or_else(|| format!("schema id {schema_id} is not in the registry"))?;
-    let object = avro::decode_exact(&schema.schema, body)
-        .map_err(|e| format!("avro body does not match schema {schema_id}: {e}"))?;
+    let (schema_id, object) = decode_value(registry, value)?;
     let mut extensions = serde_json::Map::new();
     for (name, value) in &envelope.extensions {
         if let Some(value) = value

@@ -45,7 +45,49 @@ pub fn test_config(bootstrap: &str) -> Config {
     config.registry.listen = "127.0.0.1:0".parse().expect("address");
     config.registry.schemas_dir = repo_root().join("schemas");
     config.plugins.dir = Some(PathBuf::from(env!("SWITCHYARD_TEST_PLUGIN_DIR")));
+    // Routing is off unless a test turns it on with `with_routing`: every
+    // host shares the stack's Kafka, and an engine would run every route
+    // it can see.
+    config.routing.enabled = false;
     config
+}
+
+/// Turns routing on with a routes topic and consumer group of this test's
+/// own (`cluster` names them, so hosts given the same name form one
+/// deployment), starting from the end of the noun topics.
+pub fn with_routing(mut config: Config, cluster: &str) -> Config {
+    config.routing.enabled = true;
+    config.routing.topic = format!("_switchyard_routes.{cluster}");
+    config.routing.group = format!("switchyard.routing.{cluster}");
+    config.routing.start = switchyard::config::Start::Latest;
+    config
+}
+
+/// Waits until a host's routing engine has partitions of `topic` assigned
+/// (so events published from now on are routed), or panics after `within`.
+pub async fn wait_for_routing(host: &TestHost, topic: &str, within: Duration) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    let prefix = format!("{topic}:");
+    loop {
+        let status: serde_json::Value = reqwest::get(host.url("/v1/routing"))
+            .await
+            .expect("routing status answers")
+            .json()
+            .await
+            .expect("routing status is JSON");
+        let assigned = status["assigned"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|p| p.as_str().is_some_and(|p| p.starts_with(&prefix)))
+        });
+        if assigned {
+            return status;
+        }
+        assert!(
+            started.elapsed() < within,
+            "routing engine got no partition of `{topic}` within {within:?}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A running host.

@@ -32,8 +32,13 @@
 //! a hash of the component and the engine's settings, so each version is
 //! compiled once and later loads take milliseconds.
 //!
-//! Known limit, for now: instances use on-demand allocation rather than
-//! wasmtime's pooling allocator.
+//! Instances come from wasmtime's pooling allocator (`plugins.pool_instances`
+//! slots, 0 turns it off): memories, tables and instance state are reserved
+//! once at start-up and reset between uses, so replacing a trapped instance
+//! costs a slot reset rather than fresh mappings. Each memory slot is sized
+//! to the host-wide memory limit; a plugin's own, lower limit is enforced by
+//! the limiter. When every slot is taken, instantiation fails with a reason
+//! that names the pool, and the call is dead-lettered like any other failure.
 
 pub mod bindings;
 pub mod harness;
@@ -338,6 +343,44 @@ pub struct Plugin {
     stats: Stats,
 }
 
+/// Core instances, memories and tables one component may hold in the pool.
+/// Rust components need one or two of each; components made by
+/// componentize-py and componentize-js link a language runtime, libc and an
+/// adapter as separate core modules, so the bounds leave room for those.
+const POOL_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+const POOL_MEMORIES_PER_COMPONENT: u32 = 4;
+const POOL_TABLES_PER_COMPONENT: u32 = 8;
+/// Table slots per table: interpreters built for wasm keep large function
+/// tables (CPython's is about 10,000 entries).
+const POOL_TABLE_ELEMENTS: usize = 100_000;
+/// Instance state (the `vmctx`) of one core instance or component. A
+/// Python component's runtime module imports and exports thousands of
+/// functions, which is what makes this bigger than wasmtime's default.
+const POOL_INSTANCE_STATE_BYTES: usize = 4 << 20;
+
+fn pooling_config(config: &PluginsConfig) -> wasmtime::PoolingAllocationConfig {
+    let instances = config.pool_instances;
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .max_core_instances_per_component(POOL_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(POOL_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(POOL_TABLES_PER_COMPONENT)
+        .max_memories_per_module(1)
+        .max_tables_per_module(2)
+        .table_elements(POOL_TABLE_ELEMENTS)
+        .max_core_instance_size(POOL_INSTANCE_STATE_BYTES)
+        .max_component_instance_size(POOL_INSTANCE_STATE_BYTES)
+        .max_memory_size(config.memory_limit_bytes)
+        // Slots keep no warm pages for a plugin that stopped; memory that a
+        // big call touched goes back to the system when its instance ends.
+        .linear_memory_keep_resident(0)
+        .table_keep_resident(0);
+    pool
+}
+
 /// The engine and the linker that every plugin shares.
 pub struct Runtime {
     engine: Engine,
@@ -359,6 +402,11 @@ impl Runtime {
         let mut engine_config = wasmtime::Config::new();
         engine_config.wasm_component_model(true);
         engine_config.epoch_interruption(true);
+        if config.pool_instances > 0 {
+            engine_config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
+                pooling_config(config),
+            ));
+        }
         if config.compiled_cache {
             let dir = config.compiled_cache_dir.clone().unwrap_or_else(|| {
                 let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
@@ -641,14 +689,42 @@ impl Plugin {
     /// Calls the plugin on one event; an aggregator also gets the key's
     /// current state. Blocking: run it on a blocking thread.
     pub fn call_with_state(&self, event: &Event, state: Option<&str>) -> Result<Output, Failure> {
+        self.call_configured(event, state, &[])
+    }
+
+    /// Calls the plugin with configuration values added to the manifest's
+    /// (a value named in both is the caller's): a route gives its router
+    /// plugin the route's own configuration this way. Blocking.
+    pub fn call_configured(
+        &self,
+        event: &Event,
+        state: Option<&str>,
+        extra_config: &[ConfigEntry],
+    ) -> Result<Output, Failure> {
         let started = Instant::now();
-        let result = self.call_inner(event, state);
+        let result = if extra_config.is_empty() {
+            self.call_inner(event, state, &self.config)
+        } else {
+            let mut config: Vec<ConfigEntry> = self
+                .config
+                .iter()
+                .filter(|entry| !extra_config.iter().any(|e| e.name == entry.name))
+                .cloned()
+                .collect();
+            config.extend_from_slice(extra_config);
+            self.call_inner(event, state, &config)
+        };
         let micros = started.elapsed().as_micros() as u64;
         self.stats.record(result.as_ref().err(), micros);
         result
     }
 
-    fn call_inner(&self, event: &Event, state: Option<&str>) -> Result<Output, Failure> {
+    fn call_inner(
+        &self,
+        event: &Event,
+        state: Option<&str>,
+        config: &[ConfigEntry],
+    ) -> Result<Output, Failure> {
         let idle = self.idle.lock().expect("idle instances lock").pop();
         let mut instance = match idle {
             Some(instance) => instance,
@@ -656,7 +732,6 @@ impl Plugin {
         };
         instance.store.data_mut().limiter.denied = false;
         self.arm_deadline(&mut instance.store);
-        let config = &self.config;
         let result = match &instance.exports {
             Exports::Router(router) => router
                 .call_route(&mut instance.store, event, config)

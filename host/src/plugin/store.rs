@@ -196,7 +196,7 @@ impl PluginStore {
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(PLUGINS_TOPIC, 0, Offset::Beginning)?;
         consumer.assign(&assignment)?;
-        let high = watermark(&kafka, PLUGINS_TOPIC).await?;
+        let high = crate::table::end_offset(&kafka, PLUGINS_TOPIC).await?;
         let reader_state = Arc::clone(&state);
         std::thread::Builder::new()
             .name("plugin-store-reader".to_string())
@@ -450,29 +450,9 @@ impl PluginStore {
     }
 }
 
-async fn watermark(kafka: &Kafka, topic: &str) -> anyhow::Result<i64> {
-    let probe: BaseConsumer = kafka.consumer_config("switchyard-plugin-store").create()?;
-    let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut attempt = 0;
-        loop {
-            match probe.fetch_watermarks(&topic, 0, Duration::from_secs(5)) {
-                Ok((_, high)) => return Ok(high),
-                Err(error) if attempt < 40 => {
-                    attempt += 1;
-                    tracing::debug!(topic, %error, "waiting for the topic leader");
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-    })
-    .await?
-}
-
 /// Reads the artifacts topic to its end and assembles one component.
 async fn fetch_artifact(kafka: &Kafka, sha256: &str) -> anyhow::Result<Vec<u8>> {
-    let high = watermark(kafka, ARTIFACTS_TOPIC).await?;
+    let high = crate::table::end_offset(kafka, ARTIFACTS_TOPIC).await?;
     let consumer: BaseConsumer = kafka.consumer_config("switchyard-plugin-store").create()?;
     let sha256 = sha256.to_string();
     tokio::task::spawn_blocking(move || {

@@ -9,6 +9,7 @@ mod outage;
 mod registry;
 mod resume;
 mod round_trip;
+mod routing;
 mod sandbox;
 mod scaffold;
 mod wire;

@@ -22,6 +22,9 @@ pub mod proto {
         tonic::include_file_descriptor_set!("switchyard_descriptor");
 }
 
+mod routes;
+pub use routes::{RoutesService, routes_service};
+
 use proto::events_server::{Events, EventsServer};
 
 /// The `switchyard.v1.Events` service.

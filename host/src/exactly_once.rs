@@ -1,0 +1,535 @@
+//! Consume, process, produce, exactly once: the loop that the routing
+//! engine and aggregators share.
+//!
+//! One consumer group, one thread, one transactional producer. Records are
+//! read in `read_committed` mode and handed to a [`Processor`] in
+//! partition order; what it writes, and the consumer offsets, go into one
+//! Kafka transaction that commits every `commit_interval` (or after
+//! `max_records`). A failure aborts the open transaction, the processor
+//! undoes what it kept in memory for it, and the records are read again
+//! from where the transaction started, so nothing is written twice and
+//! nothing is lost. When partitions move to another instance, the open
+//! transaction commits first (as Kafka Streams does), and KIP-447 fencing
+//! keeps a stalled instance from committing for partitions it lost.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::kafka::{Kafka, MAX_TOPIC_RECORD_BYTES};
+
+/// A topic and partition.
+pub type Partition = (String, i32);
+
+/// What runs inside the loop.
+pub trait Processor: Send + 'static {
+    /// Partitions were given to this instance; restore their state here.
+    /// Runs before any of their records is processed.
+    fn assigned(&mut self, _partitions: &[Partition]) {}
+    /// Partitions were taken away, after the open transaction ended.
+    fn revoked(&mut self, _partitions: &[Partition]) {}
+    /// Handles one record inside the open transaction. An error aborts the
+    /// transaction and the record is read again.
+    fn process(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        outbox: &mut Outbox<'_>,
+    ) -> anyhow::Result<()>;
+    /// The open transaction committed.
+    fn committed(&mut self) {}
+    /// The open transaction aborted: forget what it changed in memory.
+    fn aborted(&mut self) {}
+}
+
+/// Where a processor writes, inside the open transaction.
+pub struct Outbox<'a> {
+    producer: &'a ThreadedProducer<DefaultProducerContext>,
+}
+
+impl Outbox<'_> {
+    /// Queues a record (a tombstone when `value` is none), waiting while
+    /// the producer's queue is full. `partition` none: by key.
+    pub fn send(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: Option<&[u8]>,
+        headers: OwnedHeaders,
+    ) -> Result<(), KafkaError> {
+        let mut record = BaseRecord::to(topic).key(key).headers(headers);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+}
+
+/// Settings of one loop.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Consumer group.
+    pub group: String,
+    /// Topics, or one `^regex`.
+    pub topics: Vec<String>,
+    /// Commit at least this often.
+    pub commit_interval: Duration,
+    /// Commit after this many records.
+    pub max_records: usize,
+    /// Kafka's `transaction.timeout.ms`.
+    pub transaction_timeout: Duration,
+    /// Topics on which a new group starts at the end (pinned once, when
+    /// the group has no offsets there) instead of the beginning.
+    pub pin_latest: Vec<String>,
+}
+
+/// What a loop is doing, for the API and tests.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoopStatus {
+    /// Consumer group.
+    pub group: String,
+    /// Whether the loop runs.
+    pub running: bool,
+    /// Partitions assigned to this instance, as `topic:partition`.
+    pub assigned: Vec<String>,
+    /// Transactions committed.
+    pub transactions_committed: u64,
+    /// Transactions aborted (their records were read again).
+    pub transactions_aborted: u64,
+    /// Records processed in committed transactions.
+    pub records: u64,
+    /// Last Kafka error, while the loop is retrying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// A running loop.
+pub struct Loop {
+    status: Arc<Mutex<LoopStatus>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Loop {
+    /// Starts the loop on a thread of its own; it stops when `shutdown_rx`
+    /// turns true, after committing what it has done.
+    pub fn start<P: Processor>(
+        kafka: Arc<Kafka>,
+        config: LoopConfig,
+        processor: Arc<Mutex<P>>,
+        shutdown_rx: watch::Receiver<bool>,
+    ) -> Arc<Loop> {
+        let status = Arc::new(Mutex::new(LoopStatus {
+            group: config.group.clone(),
+            running: true,
+            ..LoopStatus::default()
+        }));
+        let thread_status = Arc::clone(&status);
+        let name = format!("eos-{}", config.group);
+        let thread = std::thread::Builder::new()
+            .name(name.chars().take(15).collect())
+            .spawn(move || {
+                run(&kafka, &config, &processor, &thread_status, &shutdown_rx);
+                thread_status.lock().expect("status lock").running = false;
+            })
+            .expect("the loop thread starts");
+        Arc::new(Loop {
+            status,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The loop's status now.
+    pub fn status(&self) -> LoopStatus {
+        self.status.lock().expect("status lock").clone()
+    }
+
+    /// Waits for the loop thread to end (after shutdown was signalled).
+    pub fn join(&self) {
+        let thread = self.thread.lock().expect("thread lock").take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The open transaction and what it holds.
+struct Transaction {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    open: bool,
+    started: Instant,
+    records: usize,
+    /// Offset to commit per partition (last read + 1).
+    next: BTreeMap<Partition, i64>,
+    /// First offset read per partition, where to go back to on abort.
+    first: BTreeMap<Partition, i64>,
+}
+
+/// Ends the open transaction before partitions are taken away, and tells
+/// the processor about assignments.
+struct RebalanceHook<P: Processor> {
+    transaction: Arc<Mutex<Option<Transaction>>>,
+    processor: Arc<Mutex<P>>,
+    status: Arc<Mutex<LoopStatus>>,
+    timeout: Duration,
+}
+
+impl<P: Processor> ClientContext for RebalanceHook<P> {}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<Partition> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl<P: Processor> ConsumerContext for RebalanceHook<P> {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            let mut guard = self.transaction.lock().expect("transaction lock");
+            let mut processor = self.processor.lock().expect("processor lock");
+            if let Some(transaction) = guard.as_mut()
+                && transaction.open
+            {
+                // The records of revoked partitions are either committed now
+                // or left to the next owner; never half.
+                match commit(transaction, consumer, self.timeout) {
+                    Ok(records) => {
+                        processor.committed();
+                        count(&self.status, Some(records));
+                    }
+                    Err(error) => {
+                        tracing::warn!(group = %self.status.lock().expect("status lock").group, %error, "transaction aborted at a rebalance; the next owner reads its records again");
+                        let usable = abort(transaction, self.timeout);
+                        processor.aborted();
+                        count(&self.status, None);
+                        if !usable {
+                            *guard = None;
+                        }
+                    }
+                }
+            }
+            processor.revoked(&partitions_of(revoked));
+            self.status.lock().expect("status lock").assigned.clear();
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                let partitions = partitions_of(assigned);
+                self.processor
+                    .lock()
+                    .expect("processor lock")
+                    .assigned(&partitions);
+                let mut status = self.status.lock().expect("status lock");
+                status.assigned = partitions
+                    .iter()
+                    .map(|(topic, partition)| format!("{topic}:{partition}"))
+                    .collect();
+                tracing::info!(
+                    group = status.group,
+                    partitions = status.assigned.len(),
+                    "partitions assigned"
+                );
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+        }
+    }
+}
+
+/// Counts a committed (with its records) or aborted transaction.
+fn count(status: &Mutex<LoopStatus>, committed: Option<usize>) {
+    let mut status = status.lock().expect("status lock");
+    match committed {
+        Some(records) => {
+            status.transactions_committed += 1;
+            status.records += records as u64;
+            status.last_error = None;
+        }
+        None => status.transactions_aborted += 1,
+    }
+}
+
+fn new_producer(
+    kafka: &Kafka,
+    config: &LoopConfig,
+) -> Result<ThreadedProducer<DefaultProducerContext>, KafkaError> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.config().bootstrap_servers)
+        .set(
+            "client.id",
+            format!("{}-{}", kafka.config().client_id, config.group),
+        )
+        // A fresh id per process: KIP-447 fences by consumer group
+        // generation, so ids need not survive restarts.
+        .set(
+            "transactional.id",
+            format!("{}-{}", config.group, uuid::Uuid::now_v7()),
+        )
+        .set(
+            "transaction.timeout.ms",
+            config.transaction_timeout.as_millis().to_string(),
+        )
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("partitioner", "murmur2_random")
+        .set("message.max.bytes", MAX_TOPIC_RECORD_BYTES.to_string())
+        .set("socket.connection.setup.timeout.ms", "3000")
+        .set("reconnect.backoff.max.ms", "1000")
+        .create()?;
+    producer.init_transactions(Duration::from_secs(30))?;
+    Ok(producer)
+}
+
+fn run<P: Processor>(
+    kafka: &Kafka,
+    config: &LoopConfig,
+    processor: &Arc<Mutex<P>>,
+    status: &Arc<Mutex<LoopStatus>>,
+    shutdown_rx: &watch::Receiver<bool>,
+) {
+    let timeout = config.transaction_timeout / 2;
+    let transaction: Arc<Mutex<Option<Transaction>>> = Arc::new(Mutex::new(None));
+    let mut consumer_config = kafka.consumer_config(&config.group);
+    consumer_config
+        // New topics matching a pattern are found by this refresh.
+        .set("topic.metadata.refresh.interval.ms", "3000")
+        .set("max.poll.interval.ms", "300000");
+    if !config.pin_latest.is_empty()
+        && let Err(error) = crate::pipeline::pin_latest(&consumer_config, &config.pin_latest)
+    {
+        tracing::warn!(group = config.group, %error, "cannot pin the group's start offsets");
+    }
+    let hook = RebalanceHook {
+        transaction: Arc::clone(&transaction),
+        processor: Arc::clone(processor),
+        status: Arc::clone(status),
+        timeout,
+    };
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    let consumer: BaseConsumer<RebalanceHook<P>> = match consumer_config
+        .create_with_context(hook)
+        .and_then(|consumer: BaseConsumer<RebalanceHook<P>>| {
+            consumer.subscribe(&topics)?;
+            Ok(consumer)
+        }) {
+        Ok(consumer) => consumer,
+        Err(error) => {
+            note_error(status, &format!("cannot start the consumer: {error}"));
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(200);
+    let pause = |backoff: &mut Duration| {
+        std::thread::sleep(*backoff);
+        *backoff = (*backoff * 2).min(Duration::from_secs(5));
+    };
+    loop {
+        let stopping = *shutdown_rx.borrow();
+        let mut guard = transaction.lock().expect("transaction lock");
+        if guard.is_none() {
+            match new_producer(kafka, config) {
+                Ok(producer) => {
+                    *guard = Some(Transaction {
+                        producer,
+                        open: false,
+                        started: Instant::now(),
+                        records: 0,
+                        next: BTreeMap::new(),
+                        first: BTreeMap::new(),
+                    });
+                }
+                Err(error) => {
+                    drop(guard);
+                    note_error(
+                        status,
+                        &format!("cannot start a transactional producer: {error}"),
+                    );
+                    if stopping {
+                        break;
+                    }
+                    pause(&mut backoff);
+                    continue;
+                }
+            }
+        }
+        let current = guard.as_mut().expect("producer present");
+        let due = current.open
+            && (stopping
+                || current.records >= config.max_records
+                || current.started.elapsed() >= config.commit_interval);
+        if due {
+            match commit(current, &consumer, timeout) {
+                Ok(records) => {
+                    processor.lock().expect("processor lock").committed();
+                    count(status, Some(records));
+                    backoff = Duration::from_millis(200);
+                }
+                Err(error) => {
+                    note_error(status, &format!("cannot commit a transaction: {error:#}"));
+                    recover(&mut guard, &consumer, processor, timeout, status);
+                    drop(guard);
+                    if stopping {
+                        break;
+                    }
+                    pause(&mut backoff);
+                    continue;
+                }
+            }
+        }
+        if stopping {
+            break;
+        }
+        drop(guard);
+        // Polled without the lock: a rebalance runs the hook from here.
+        let Some(result) = consumer.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let message = match result {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::debug!(group = config.group, %error, "consumer error");
+                continue;
+            }
+        };
+        let mut guard = transaction.lock().expect("transaction lock");
+        let Some(current) = guard.as_mut() else {
+            continue;
+        };
+        let partition = (message.topic().to_string(), message.partition());
+        let outcome = (|| -> anyhow::Result<()> {
+            if !current.open {
+                current.producer.begin_transaction()?;
+                current.open = true;
+                current.started = Instant::now();
+                current.records = 0;
+            }
+            let mut outbox = Outbox {
+                producer: &current.producer,
+            };
+            processor
+                .lock()
+                .expect("processor lock")
+                .process(&message, &mut outbox)
+        })();
+        // Even a failed record is where to come back to.
+        current
+            .first
+            .entry(partition.clone())
+            .or_insert(message.offset());
+        match outcome {
+            Ok(()) => {
+                current.next.insert(partition, message.offset() + 1);
+                current.records += 1;
+            }
+            Err(error) => {
+                note_error(status, &format!("cannot process a record: {error:#}"));
+                recover(&mut guard, &consumer, processor, timeout, status);
+                drop(guard);
+                pause(&mut backoff);
+            }
+        }
+    }
+    tracing::info!(group = config.group, "exactly-once loop stopped");
+}
+
+fn note_error(status: &Mutex<LoopStatus>, error: &str) {
+    let mut status = status.lock().expect("status lock");
+    tracing::error!(group = status.group, error, "retrying");
+    status.last_error = Some(error.to_string());
+}
+
+/// Aborts the open transaction and rewinds to its first records; drops the
+/// producer when it cannot abort (it was fenced or broke), so a new one is
+/// made.
+fn recover<P: Processor>(
+    guard: &mut Option<Transaction>,
+    consumer: &BaseConsumer<RebalanceHook<P>>,
+    processor: &Mutex<P>,
+    timeout: Duration,
+    status: &Mutex<LoopStatus>,
+) {
+    let Some(transaction) = guard.as_mut() else {
+        return;
+    };
+    let first = std::mem::take(&mut transaction.first);
+    let usable = abort(transaction, timeout);
+    processor.lock().expect("processor lock").aborted();
+    count(status, None);
+    if let Ok(assigned) = consumer.assignment() {
+        for ((topic, partition), offset) in first {
+            if assigned.find_partition(&topic, partition).is_some()
+                && let Err(error) =
+                    consumer.seek(&topic, partition, Offset::Offset(offset), timeout)
+            {
+                tracing::warn!(topic, partition, %error, "cannot rewind a partition");
+            }
+        }
+    }
+    if !usable {
+        *guard = None;
+    }
+}
+
+/// Aborts; returns whether the producer can go on.
+fn abort(transaction: &mut Transaction, timeout: Duration) -> bool {
+    transaction.first.clear();
+    transaction.next.clear();
+    if !transaction.open {
+        return true;
+    }
+    transaction.open = false;
+    match transaction.producer.abort_transaction(timeout) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(%error, "cannot abort a transaction; starting a new producer");
+            false
+        }
+    }
+}
+
+/// Commits the open transaction with its offsets; returns its record count.
+fn commit<C: ConsumerContext>(
+    transaction: &mut Transaction,
+    consumer: &BaseConsumer<C>,
+    timeout: Duration,
+) -> anyhow::Result<usize> {
+    let mut offsets = TopicPartitionList::new();
+    for ((topic, partition), next) in &transaction.next {
+        offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    }
+    if offsets.count() > 0 {
+        let metadata = consumer
+            .group_metadata()
+            .ok_or_else(|| anyhow::anyhow!("the consumer has no group metadata yet"))?;
+        transaction
+            .producer
+            .send_offsets_to_transaction(&offsets, &metadata, timeout)?;
+    }
+    transaction.producer.commit_transaction(timeout)?;
+    transaction.open = false;
+    transaction.first.clear();
+    transaction.next.clear();
+    Ok(std::mem::replace(&mut transaction.records, 0))
+}

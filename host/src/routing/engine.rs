@@ -1,0 +1,291 @@
+//! The routing engine: one consumer group (`routing.group`) over every
+//! noun's topic, evaluating every route on every record and forwarding it,
+//! exactly once, through Kafka transactions.
+//!
+//! Each instance runs one engine in an [`exactly_once`](crate::exactly_once)
+//! loop: the forwards and dead letters a record causes, and the consumer
+//! offsets, commit in one transaction every `routing.commit_interval_ms`
+//! (or after `routing.max_transaction_records`). A crash or a lost broker
+//! aborts the open transaction and its records are read again, so nothing
+//! is forwarded twice and nothing is lost.
+//!
+//! A forwarded record keeps the key, the value bytes and every header, and
+//! gains `switchyard-route` (the route id) and, when a router plugin picked
+//! the destination, `switchyard-router` (its `name@version`). Keys keep
+//! their partitioning, so per-key order holds at each destination.
+//!
+//! A route that fails on a record (an undecodable record under a route with
+//! a filter or plugin, a plugin failure, a destination the route does not
+//! allow) sends the record to the dead-letter topic with headers naming the
+//! route, and the other routes carry on.
+//!
+//! The engine subscribes to every topic named like a noun (lower kebab
+//! case), so a noun that appears later is picked up within seconds. A new
+//! group starts from the beginning of each topic (`routing.start`), so a
+//! route can be set before its nouns' events arrive; events written before
+//! a route existed are not routed by it when the group was already past
+//! them.
+//!
+//! Known limit: a router plugin that keeps failing is not paused by the
+//! routing engine (its failures go to the dead-letter topic and count in
+//! its metrics); pause it through the plugin admin API.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::message::{BorrowedMessage, Message};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::decide::{Candidate, Decision, decide};
+use super::store::RouteStore;
+use crate::config::{RoutingConfig, Start};
+use crate::envelope::{Envelope, ROUTE_HEADER, ROUTER_HEADER, headers_plus};
+use crate::exactly_once::{Loop, LoopConfig, LoopStatus, Outbox, Processor};
+use crate::kafka::{Kafka, TopicKind};
+use crate::pipeline::dlq;
+use crate::plugin::Plugin;
+use crate::plugin::supervisor::Supervisor;
+use crate::registry::Registry;
+use crate::subscribe;
+
+/// Topics the engine reads: every topic named like a noun.
+pub const NOUN_TOPICS: &str = "^[a-z][a-z0-9-]*$";
+
+/// What the engine needs from the host.
+pub struct EngineParts {
+    /// Kafka clients and settings.
+    pub kafka: Arc<Kafka>,
+    /// Registry, to decode objects for filters and plugins.
+    pub registry: Arc<Registry>,
+    /// Routes.
+    pub routes: Arc<RouteStore>,
+    /// Running plugins.
+    pub supervisor: Arc<Supervisor>,
+    /// Settings.
+    pub config: RoutingConfig,
+    /// Nouns known at start, whose topics exist.
+    pub nouns: Vec<String>,
+}
+
+/// Counters of one route on this instance.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RouteCounters {
+    /// Records the route's source and filter took.
+    pub matched: u64,
+    /// Records written to destinations (one per destination).
+    pub forwarded: u64,
+    /// Records sent to the dead-letter topic.
+    pub dead_lettered: u64,
+}
+
+impl RouteCounters {
+    fn add(&mut self, other: &RouteCounters) {
+        self.matched += other.matched;
+        self.forwarded += other.forwarded;
+        self.dead_lettered += other.dead_lettered;
+    }
+}
+
+/// What the engine is doing, for the API and tests.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EngineStatus {
+    /// The consume-process-produce loop.
+    #[serde(flatten)]
+    pub status: LoopStatus,
+    /// Counters per route id, as counted by committed transactions.
+    pub routes: BTreeMap<String, RouteCounters>,
+}
+
+/// A handle on the running engine.
+pub struct RoutingEngine {
+    looped: Arc<Loop>,
+    totals: Arc<Mutex<BTreeMap<String, RouteCounters>>>,
+}
+
+impl RoutingEngine {
+    /// Starts the engine; it stops when `shutdown_rx` turns true, after
+    /// committing what it has done.
+    pub fn start(parts: EngineParts, shutdown_rx: watch::Receiver<bool>) -> Arc<RoutingEngine> {
+        let totals = Arc::new(Mutex::new(BTreeMap::new()));
+        let config = LoopConfig {
+            group: parts.config.group.clone(),
+            topics: vec![NOUN_TOPICS.to_string()],
+            commit_interval: Duration::from_millis(parts.config.commit_interval_ms),
+            max_records: parts.config.max_transaction_records,
+            transaction_timeout: Duration::from_millis(parts.config.transaction_timeout_ms),
+            pin_latest: if parts.config.start == Start::Latest {
+                parts.nouns.clone()
+            } else {
+                Vec::new()
+            },
+        };
+        let kafka = Arc::clone(&parts.kafka);
+        let processor = Arc::new(Mutex::new(RouteProcessor {
+            parts,
+            handle: tokio::runtime::Handle::current(),
+            pending: BTreeMap::new(),
+            totals: Arc::clone(&totals),
+        }));
+        let looped = Loop::start(kafka, config, processor, shutdown_rx);
+        Arc::new(RoutingEngine { looped, totals })
+    }
+
+    /// The engine's status now.
+    pub fn status(&self) -> EngineStatus {
+        EngineStatus {
+            status: self.looped.status(),
+            routes: self.totals.lock().expect("totals lock").clone(),
+        }
+    }
+
+    /// Waits for the engine to end (after shutdown was signalled).
+    pub fn join(&self) {
+        self.looped.join();
+    }
+}
+
+struct RouteProcessor {
+    parts: EngineParts,
+    handle: tokio::runtime::Handle,
+    /// Counters of the open transaction.
+    pending: BTreeMap<String, RouteCounters>,
+    totals: Arc<Mutex<BTreeMap<String, RouteCounters>>>,
+}
+
+impl Processor for RouteProcessor {
+    fn process(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        outbox: &mut Outbox<'_>,
+    ) -> anyhow::Result<()> {
+        self.route_record(message, outbox)
+    }
+
+    fn committed(&mut self) {
+        let mut totals = self.totals.lock().expect("totals lock");
+        for (id, counters) in std::mem::take(&mut self.pending) {
+            totals.entry(id).or_default().add(&counters);
+        }
+    }
+
+    fn aborted(&mut self) {
+        self.pending.clear();
+    }
+}
+
+impl RouteProcessor {
+    /// Evaluates every route on one record and writes what they decide
+    /// into the open transaction.
+    fn route_record(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        outbox: &mut Outbox<'_>,
+    ) -> anyhow::Result<()> {
+        let parts = &self.parts;
+        // A record that does not say its type is no event of ours to route.
+        let Ok(envelope) = Envelope::from_headers(message.headers(), message.key()) else {
+            return Ok(());
+        };
+        let (noun, verb) = (envelope.noun.as_str(), envelope.verb.as_str());
+        let routes = parts.routes.snapshot();
+        let mut reading = routes
+            .values()
+            .filter(|stored| stored.route.enabled && stored.route.reads(noun, verb))
+            .peekable();
+        if reading.peek().is_none() {
+            return Ok(());
+        }
+        let decoded = std::cell::OnceCell::new();
+        let decode = || decoded.get_or_init(|| subscribe::decode(&parts.registry, message));
+        let plugin_event = || {
+            decode()
+                .as_ref()
+                .ok()
+                .map(|delivered| crate::pipeline::plugin_event(message, delivered))
+        };
+        let handle = &self.handle;
+        let plugins =
+            |name: &str| -> Option<Arc<Plugin>> { handle.block_on(parts.supervisor.running(name)) };
+        for stored in reading {
+            let route = &stored.route;
+            let needs_object = route.filter.is_some() || route.plugin.is_some();
+            let object = if needs_object {
+                decode().as_ref().map(|d| &d.object).map_err(String::as_str)
+            } else {
+                Err("not decoded")
+            };
+            let candidate = Candidate {
+                noun,
+                verb,
+                object,
+                plugin_event: &plugin_event,
+            };
+            let (decision, reasons) = decide(route, &candidate, &plugins);
+            let counters = self.pending.entry(route.id.clone()).or_default();
+            match decision {
+                Decision::Skip => {}
+                Decision::Forward(mut topics) => {
+                    counters.matched += 1;
+                    counters.forwarded += topics.len() as u64;
+                    topics.sort();
+                    topics.dedup();
+                    let router = reasons.plugin.as_deref();
+                    for topic in &topics {
+                        handle.block_on(parts.kafka.ensure_topic(topic, TopicKind::Events))?;
+                        let mut extra: Vec<(&str, &[u8])> =
+                            vec![(ROUTE_HEADER, route.id.as_bytes())];
+                        if let Some(label) = router {
+                            extra.push((ROUTER_HEADER, label.as_bytes()));
+                        }
+                        outbox.send(
+                            topic,
+                            None,
+                            message.key().unwrap_or_default(),
+                            Some(message.payload().unwrap_or_default()),
+                            headers_plus(message.headers(), &extra),
+                        )?;
+                        tracing::debug!(route = route.id, id = envelope.id, topic, "forwarded");
+                    }
+                }
+                Decision::Fail {
+                    class,
+                    reason,
+                    plugin,
+                } => {
+                    counters.dead_lettered += 1;
+                    tracing::warn!(
+                        route = route.id,
+                        id = envelope.id,
+                        class,
+                        reason,
+                        "route failed on an event; dead-lettered"
+                    );
+                    let topic = parts.kafka.config().dead_letter_topic.clone();
+                    let partition = message.partition().to_string();
+                    let offset = message.offset().to_string();
+                    let mut extra: Vec<(&str, &[u8])> = vec![
+                        (dlq::ROUTE, route.id.as_bytes()),
+                        (dlq::CLASS, class.as_bytes()),
+                        (dlq::REASON, reason.as_bytes()),
+                        (dlq::TOPIC, message.topic().as_bytes()),
+                        (dlq::PARTITION, partition.as_bytes()),
+                        (dlq::OFFSET, offset.as_bytes()),
+                    ];
+                    if let Some(plugin) = &plugin {
+                        extra.push((dlq::PLUGIN, plugin.as_bytes()));
+                    }
+                    outbox.send(
+                        &topic,
+                        None,
+                        message.key().unwrap_or_default(),
+                        Some(message.payload().unwrap_or_default()),
+                        headers_plus(message.headers(), &extra),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
