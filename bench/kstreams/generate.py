@@ -257,9 +257,30 @@ def gap_millis(rng, step):
     return rng.randint(3_600_000, 10 * 86_400_000)           # payer updates: hours to days
 
 
-def generate(events, claims, seed, duplicate_rate=0.0):
-    """The records in publish order: global ce_time order, redeliveries (if any) later."""
+def provider_pool(seed, size):
+    """size providers (name, NPI) with distinct NPIs, from a generator of
+    their own so the rest of the data does not depend on the pool."""
+    rng = random.Random(seed * 7919 + 17)
+    pool, npis = [], set()
+    while len(pool) < size:
+        number = npi(rng)
+        if number in npis:
+            continue
+        npis.add(number)
+        name = f"{rng.choice(SURNAMES)} {rng.choice(PRACTICES)}"
+        pool.append((name, number))
+    return pool
+
+
+def generate(events, claims, seed, duplicate_rate=0.0, providers=0):
+    """The records in publish order: global ce_time order, redeliveries (if any) later.
+
+    providers > 0 draws each claim's provider from a pool of that many
+    instead of giving every claim a provider of its own; everything else
+    stays the same as without it."""
     rng = random.Random(seed)
+    pool = provider_pool(seed, providers) if providers > 0 else None
+    pick = random.Random(seed * 7919 + 18)
     k = min(claims, events)
     per_claim = [1] * k
     for _ in range(events - k):
@@ -267,6 +288,8 @@ def generate(events, claims, seed, duplicate_rate=0.0):
     out = []
     for index in range(k):
         claim = make_claim(rng, index)
+        if pool is not None:
+            claim["provider"] = pool[pick.randrange(len(pool))]
         at = to_millis(BASE) + rng.randrange(30 * 86_400_000)
         for seq, step in enumerate(lifecycle(rng, per_claim[index])):
             if seq > 0:
@@ -298,6 +321,9 @@ def generate(events, claims, seed, duplicate_rate=0.0):
 # The expected result: the reference aggregator's fold, offline.
 
 SEEN_IDS = 64
+# Status-changed records per provider id, and without one (what a router
+# that picks a topic per provider sends where), filled by expected().
+COUNTS = {"status_without_provider_id": 0, "by_provider": collections.Counter()}
 
 
 class Summary:
@@ -359,6 +385,11 @@ def expected(evs):
     for _, _, _, kind, key, event_id, value, millis in evs:
         s = summaries.setdefault(key, Summary())
         if kind == STATUS_TYPE:
+            provider_id = value["provider"]["id"]
+            if provider_id is None:
+                COUNTS["status_without_provider_id"] += 1
+            else:
+                COUNTS["by_provider"][provider_id] += 1
             eff = value["status_effective_date"]
             s.record_status(event_id, value["claim_id"], value["provider"]["id"],
                             value["status_category_code"], value["status_code"],
@@ -484,6 +515,9 @@ def main():
     ap.add_argument("--recreate", action="store_true", help="delete and recreate the topic first")
     ap.add_argument("--duplicate-rate", type=float, default=0.0,
                     help="also publish this fraction of events a second time, later (default 0)")
+    ap.add_argument("--providers", type=int, default=0,
+                    help="draw each claim's provider from a pool of this many "
+                         "(default 0: every claim has a provider of its own)")
     ap.add_argument("--dry-run", action="store_true", help="generate (and --expect) without Kafka")
     args = ap.parse_args()
     if args.events < 1 or args.claims < 1:
@@ -494,7 +528,7 @@ def main():
     schemas = {kind: parse_schema(json.loads(text)) for kind, text in texts.items()}
 
     started = time.time()
-    evs = generate(args.events, args.claims, args.seed, args.duplicate_rate)
+    evs = generate(args.events, args.claims, args.seed, args.duplicate_rate, args.providers)
     kinds = collections.Counter(e[3] for e in evs)
     print(f"generate: {len(evs)} records for {min(args.claims, args.events)} claims "
           f"({kinds[STATUS_TYPE]} status-changed, {kinds[RECON_TYPE]} reconsideration-received, "
@@ -506,6 +540,10 @@ def main():
         with open(args.expect, "w", encoding="utf-8") as f:
             json.dump({"events": len(evs), "claims": len(summaries), "seed": args.seed,
                        "topic": args.topic, "summary_records": len(evs), "routed_records": routed,
+                       "providers": args.providers,
+                       "status_changed_records": kinds[STATUS_TYPE],
+                       "status_without_provider_id": COUNTS["status_without_provider_id"],
+                       "status_by_provider": dict(sorted(COUNTS["by_provider"].items())),
                        "summaries": {k: s.to_object() for k, s in summaries.items()}},
                       f, ensure_ascii=False, separators=(",", ":"))
         print(f"generate: expected result in {args.expect} ({routed} routed)", file=sys.stderr)

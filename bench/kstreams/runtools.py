@@ -40,8 +40,12 @@ def end_offsets(bootstrap, topic, partitions):
                     ends[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
                     break
                 except KafkaException as e:
-                    # A topic made a moment ago may have no leader yet.
-                    if time.time() > deadline or not e.args[0].retriable():
+                    # A topic made a moment ago may have no leader yet; the
+                    # client does not flag every such answer as retriable.
+                    settling = e.args[0].code() in (KafkaError.NOT_LEADER_FOR_PARTITION,
+                                                    KafkaError.LEADER_NOT_AVAILABLE,
+                                                    KafkaError.UNKNOWN_TOPIC_OR_PART)
+                    if time.time() > deadline or not (e.args[0].retriable() or settling):
                         raise
                     time.sleep(0.2)
         return ends

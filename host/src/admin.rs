@@ -44,6 +44,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/plugins/{name}/pause", post(pause))
         .route("/v1/admin/plugins/{name}/resume", post(resume))
         .route("/v1/admin/plugins/{name}/skip", post(skip))
+        .route("/v1/admin/aggregators", get(aggregators))
         .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES + 1024 * 1024))
         .with_state(app)
 }
@@ -75,6 +76,28 @@ pub(crate) fn summary(entry: &PluginEntry) -> Value {
         "kind": active.and_then(|v| Manifest::parse(&v.manifest).ok()).map(|m| m.kind.as_str()),
         "versions": entry.versions.keys().collect::<Vec<_>>(),
     })
+}
+
+/// The aggregators running on this instance: group, changelog, owned
+/// partitions, transactions and counters.
+async fn aggregators(State(app): State<Arc<App>>) -> Json<Value> {
+    let running: Vec<Value> = app
+        .aggregators
+        .all()
+        .iter()
+        .map(|aggregator| {
+            json!({
+                "plugin": aggregator.name,
+                "group": aggregator.group,
+                "changelog": aggregator.changelog,
+                "topics": aggregator.topics,
+                "loop": aggregator.status(),
+                "assigned": aggregator.status().assigned,
+                "counters": &*aggregator.counters,
+            })
+        })
+        .collect();
+    Json(json!({"aggregators": running}))
 }
 
 async fn list(State(app): State<Arc<App>>) -> Json<Value> {

@@ -34,6 +34,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// Routes and the routing engine.
     pub routing: RoutingConfig,
+    /// Aggregators: their state, changelogs and queries.
+    pub aggregation: AggregationConfig,
     /// Log output.
     pub log: LogConfig,
 }
@@ -168,8 +170,43 @@ pub struct RoutingConfig {
     /// Most records in one transaction. Default 1000.
     pub max_transaction_records: usize,
     /// Kafka's `transaction.timeout.ms` for the engine's producer. Default
-    /// 60000.
+    /// 10000 (as Kafka Streams).
     pub transaction_timeout_ms: u64,
+}
+
+/// Aggregation settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregationConfig {
+    /// Run active aggregators on this instance. Default true.
+    pub enabled: bool,
+    /// Consumer groups are `<prefix>.<plugin>`, changelogs
+    /// `<prefix>.<plugin>.changelog`. Default `switchyard.aggregate`.
+    pub group_prefix: String,
+    /// Compacted topic where instances announce the partitions they own,
+    /// for state queries. Default `_switchyard_instances`.
+    pub directory_topic: String,
+    /// How often the open transaction commits, in milliseconds. Default 100.
+    pub commit_interval_ms: u64,
+    /// Most records in one transaction. Default 1000.
+    pub max_transaction_records: usize,
+    /// Kafka's `transaction.timeout.ms`; also bounds how long a new owner
+    /// waits for a crashed owner's open transaction before restoring.
+    /// Default 10000 (as Kafka Streams).
+    pub transaction_timeout_ms: u64,
+}
+
+impl Default for AggregationConfig {
+    fn default() -> Self {
+        AggregationConfig {
+            enabled: true,
+            group_prefix: "switchyard.aggregate".to_string(),
+            directory_topic: "_switchyard_instances".to_string(),
+            commit_interval_ms: 100,
+            max_transaction_records: 1_000,
+            transaction_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// Where a consumer group with no committed offsets starts.
@@ -191,7 +228,7 @@ impl Default for RoutingConfig {
             start: Start::Earliest,
             commit_interval_ms: 100,
             max_transaction_records: 1_000,
-            transaction_timeout_ms: 60_000,
+            transaction_timeout_ms: 10_000,
         }
     }
 }

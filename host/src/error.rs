@@ -55,11 +55,37 @@ pub enum Code {
     KafkaUnavailable,
     /// The schema registry could not be reached or answered an error.
     RegistryUnavailable,
+    /// Aggregation state is not readable right now: its partition is
+    /// moving between instances or being restored.
+    StateUnavailable,
     /// A bug or an unexpected state on the server; the log has the cause.
     Internal,
 }
 
 impl Code {
+    /// Every code, for documentation checks.
+    pub const ALL: [Code; 19] = [
+        Code::UnknownNoun,
+        Code::UnknownVerb,
+        Code::InvalidName,
+        Code::MalformedRequest,
+        Code::SchemaViolation,
+        Code::PayloadTooLarge,
+        Code::BatchTooLarge,
+        Code::InvalidPosition,
+        Code::NotFound,
+        Code::MethodNotAllowed,
+        Code::UnsupportedMediaType,
+        Code::IdempotencyConflict,
+        Code::InvalidPlugin,
+        Code::InvalidRoute,
+        Code::Conflict,
+        Code::KafkaUnavailable,
+        Code::RegistryUnavailable,
+        Code::StateUnavailable,
+        Code::Internal,
+    ];
+
     /// The stable string form, as sent to clients.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -80,6 +106,7 @@ impl Code {
             Code::Conflict => "conflict",
             Code::KafkaUnavailable => "kafka-unavailable",
             Code::RegistryUnavailable => "registry-unavailable",
+            Code::StateUnavailable => "state-unavailable",
             Code::Internal => "internal",
         }
     }
@@ -104,6 +131,7 @@ impl Code {
             Code::Conflict => "conflict",
             Code::KafkaUnavailable => "kafka unavailable",
             Code::RegistryUnavailable => "schema registry unavailable",
+            Code::StateUnavailable => "state unavailable",
             Code::Internal => "internal error",
         }
     }
@@ -121,7 +149,9 @@ impl Code {
             Code::IdempotencyConflict | Code::Conflict => StatusCode::CONFLICT,
             Code::InvalidPlugin | Code::InvalidRoute => StatusCode::UNPROCESSABLE_ENTITY,
             Code::PayloadTooLarge | Code::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Code::KafkaUnavailable | Code::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::KafkaUnavailable | Code::RegistryUnavailable | Code::StateUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -135,7 +165,9 @@ impl Code {
             | Code::InvalidPosition
             | Code::SchemaViolation => tonic::Code::InvalidArgument,
             Code::PayloadTooLarge | Code::BatchTooLarge => tonic::Code::OutOfRange,
-            Code::KafkaUnavailable | Code::RegistryUnavailable => tonic::Code::Unavailable,
+            Code::KafkaUnavailable | Code::RegistryUnavailable | Code::StateUnavailable => {
+                tonic::Code::Unavailable
+            }
             Code::Internal => tonic::Code::Internal,
             Code::MethodNotAllowed => tonic::Code::Unimplemented,
             Code::UnsupportedMediaType => tonic::Code::InvalidArgument,
@@ -326,6 +358,24 @@ impl From<ApiError> for tonic::Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_is_documented_in_the_openapi_document() {
+        let document: serde_json::Value =
+            serde_json::from_str(include_str!("../openapi.json")).unwrap();
+        let documented = &document["components"]["schemas"]["ErrorCode"]["enum"];
+        for code in Code::ALL {
+            assert!(
+                documented
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c == code.as_str()),
+                "`{}` is missing from openapi.json",
+                code.as_str()
+            );
+        }
+    }
 
     #[test]
     fn every_code_maps_to_both_transports() {

@@ -315,7 +315,11 @@ fn run<P: Processor>(
     consumer_config
         // New topics matching a pattern are found by this refresh.
         .set("topic.metadata.refresh.interval.ms", "3000")
-        .set("max.poll.interval.ms", "300000");
+        .set("max.poll.interval.ms", "300000")
+        // A crashed instance's partitions move after 10 s rather than
+        // librdkafka's default 45 s.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000");
     if !config.pin_latest.is_empty()
         && let Err(error) = crate::pipeline::pin_latest(&consumer_config, &config.pin_latest)
     {

@@ -84,6 +84,8 @@ pub enum TopicKind {
     Events,
     /// A single-partition compacted topic holding state, like `_schemas`.
     CompactedState,
+    /// A compacted changelog of keyed state, partitioned like its input.
+    Changelog(i32),
 }
 
 impl Kafka {
@@ -141,6 +143,10 @@ impl Kafka {
             .set("auto.offset.reset", "earliest")
             // Only committed transactional records are ever visible.
             .set("isolation.level", "read_committed")
+            // A host runs many consumers (pipelines, streams, tables); 16 MB
+            // of prefetched records each, rather than librdkafka's 64 MB,
+            // keeps a catching-up host's memory in bounds.
+            .set("queued.max.messages.kbytes", "16384")
             .set("socket.connection.setup.timeout.ms", "3000");
         config
     }
@@ -169,6 +175,13 @@ impl Kafka {
             ),
             TopicKind::CompactedState => (
                 1,
+                vec![
+                    ("cleanup.policy", "compact"),
+                    ("max.message.bytes", max_record.as_str()),
+                ],
+            ),
+            TopicKind::Changelog(partitions) => (
+                partitions,
                 vec![
                     ("cleanup.policy", "compact"),
                     ("max.message.bytes", max_record.as_str()),
@@ -336,5 +349,73 @@ fn produce_error(topic: &str, error: &KafkaError) -> ApiError {
         )
         .with_stored(stored)
         .with_retry_after(Duration::from_secs(1)),
+    }
+}
+
+/// The partition Kafka's Java clients (and this host's producer, which uses
+/// `murmur2_random`) give a non-empty key: murmur2 of the key bytes, made
+/// positive, modulo the partition count.
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) as i32) % partitions.max(1)
+}
+
+/// Kafka's murmur2 (the 32-bit variant with its seed), as in
+/// `org.apache.kafka.common.utils.Utils.murmur2`.
+fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h: u32 = 0x9747_b28c ^ (data.len() as u32);
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        if rest.len() == 3 {
+            h ^= u32::from(rest[2]) << 16;
+        }
+        if rest.len() >= 2 {
+            h ^= u32::from(rest[1]) << 8;
+        }
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+#[cfg(test)]
+mod partitioner_tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafkas_java_values() {
+        // Values from Kafka's own test of `Utils.murmur2`, as signed ints.
+        let cases: [(&[u8], i32); 6] = [
+            (b"21", -973_932_308),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+            (b"abc", 479_470_107),
+        ];
+        for (key, expected) in cases {
+            assert_eq!(
+                murmur2(key) as i32,
+                expected,
+                "{}",
+                String::from_utf8_lossy(key)
+            );
+        }
     }
 }

@@ -17,12 +17,15 @@
 //! - [`subscribe`]: resumable streams for SSE and gRPC subscribers.
 //! - [`plugin`]: the wasmtime runtime for team plugins.
 //! - [`pipeline`]: consume, run a plugin, produce, dead-letter.
+//! - [`exactly_once`]: the transactional consume-process-produce loop that
+//!   routing and [`aggregation`] (keyed state, changelogs, queries) share.
 //! - [`routing`]: routes from a compacted topic ([`table`]), content
 //!   filters, the exactly-once routing engine; [`route_admin`] manages them.
 //! - [`trace_context`]: W3C trace headers from callers.
 //! - [`shutdown`], [`telemetry`]: process plumbing.
 
 pub mod admin;
+pub mod aggregation;
 pub mod avro;
 pub mod catalog;
 pub mod cli;
@@ -91,6 +94,10 @@ pub struct App {
     pub routes: Arc<routing::RouteStore>,
     /// The routing engine, once serving started (and if enabled).
     pub routing_engine: std::sync::OnceLock<Arc<routing::engine::RoutingEngine>>,
+    /// Aggregators running on this instance.
+    pub aggregators: Arc<aggregation::Aggregators>,
+    /// Who owns which aggregator partitions, for state queries.
+    pub directory: Arc<aggregation::directory::Directory>,
     /// Turns true when the host starts shutting down; long-lived streams
     /// (SSE, gRPC subscriptions) end on it so shutdown does not wait for
     /// clients to hang up.
@@ -141,6 +148,23 @@ impl App {
             home.join(".cache/switchyard/plugin-artifacts")
         });
         let store = PluginStore::start(Arc::clone(&kafka), artifacts_dir).await?;
+        let directory = Arc::new(
+            aggregation::directory::Directory::start(
+                Arc::clone(&kafka),
+                &config.aggregation.directory_topic,
+            )
+            .await?,
+        );
+        let aggregators = Arc::new(aggregation::Aggregators::default());
+        let aggregation_parts = config.aggregation.enabled.then(|| {
+            Arc::new(aggregation::AggregationParts {
+                kafka: Arc::clone(&kafka),
+                registry: Arc::clone(&registry),
+                publisher: Arc::clone(&publisher),
+                config: config.aggregation.clone(),
+                directory: Arc::clone(&directory),
+            })
+        });
         let context = Arc::new(pipeline::PipelineContext {
             kafka: Arc::clone(&kafka),
             registry: Arc::clone(&registry),
@@ -150,6 +174,8 @@ impl App {
                 ratio: config.plugins.failure_pause_ratio,
                 window: config.plugins.failure_window_calls,
             },
+            aggregation: aggregation_parts,
+            aggregators: Arc::clone(&aggregators),
         });
         let supervisor = Supervisor::new(
             Arc::clone(&runtime),
@@ -171,6 +197,8 @@ impl App {
             supervisor,
             routes,
             routing_engine: std::sync::OnceLock::new(),
+            aggregators,
+            directory,
             shutdown_tx: watch::channel(false).0,
         }))
     }
@@ -253,6 +281,8 @@ impl Bound {
             grpc: grpc_listener,
             registry: registry_listener,
         } = self;
+        app.directory
+            .set_url(format!("http://{}", http_listener.local_addr()?));
         let shutdown_tx = app.shutdown_tx.clone();
         let shutdown_rx = shutdown_tx.subscribe();
         tracing::info!(

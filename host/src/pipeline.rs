@@ -65,6 +65,10 @@ pub struct PipelineContext {
     pub store: Arc<crate::plugin::store::PluginStore>,
     /// When a failing plugin is paused.
     pub failure_policy: FailurePolicy,
+    /// What aggregators need; none when aggregation is off here.
+    pub aggregation: Option<Arc<crate::aggregation::AggregationParts>>,
+    /// Aggregators running on this instance.
+    pub aggregators: Arc<crate::aggregation::Aggregators>,
 }
 
 /// When a plugin that keeps failing is paused.
@@ -117,13 +121,21 @@ pub async fn run(
 ) {
     let mut plugin = plugin_rx.borrow_and_update().clone();
     if plugin.manifest().kind == crate::plugin::Kind::Aggregator {
-        // Aggregators need the keyed state store with its changelog, which is
-        // not built yet; `switchyard plugin test` runs them with state kept
-        // in memory.
-        tracing::warn!(
-            plugin = plugin.label(),
-            "aggregator pipelines are not supported yet; plugin not running"
-        );
+        match &ctx.aggregation {
+            Some(parts) => {
+                crate::aggregation::run(
+                    Arc::clone(parts),
+                    Arc::clone(&ctx.aggregators),
+                    plugin_rx,
+                    shutdown_rx,
+                )
+                .await;
+            }
+            None => tracing::info!(
+                plugin = plugin.label(),
+                "aggregation is turned off on this instance (`aggregation.enabled`)"
+            ),
+        }
         return;
     }
     let group = format!("switchyard.plugin.{}", plugin.manifest().name);

@@ -46,6 +46,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/nouns/{noun}/events", get(subscribe_noun))
         .route("/v1/topics/{topic}/events", get(subscribe_topic))
         .route("/v1/topics", get(list_topics))
+        .route("/v1/aggregates/{plugin}/{key}", get(aggregate_state))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 Code::MethodNotAllowed,
@@ -63,6 +64,17 @@ pub fn router(app: Arc<App>) -> Router {
         // The admin routes carry their own, larger body limit for components.
         .merge(crate::admin::router(Arc::clone(&app)))
         .merge(crate::route_admin::router(app))
+}
+
+async fn aggregate_state(
+    State(app): State<Arc<App>>,
+    Path((plugin, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let forwarded = headers.contains_key(crate::aggregation::query::FORWARDED_HEADER);
+    Ok(Json(
+        crate::aggregation::query::state_of(&app, &plugin, &key, forwarded).await?,
+    ))
 }
 
 async fn openapi() -> Response {

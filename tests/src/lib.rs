@@ -49,6 +49,16 @@ pub fn test_config(bootstrap: &str) -> Config {
     // host shares the stack's Kafka, and an engine would run every route
     // it can see.
     config.routing.enabled = false;
+    // Aggregators likewise, unless `with_aggregation` turns them on.
+    config.aggregation.enabled = false;
+    config
+}
+
+/// Turns aggregation on with consumer groups and changelogs of this test's
+/// own (`cluster` names them, so hosts given the same name share them).
+pub fn with_aggregation(mut config: Config, cluster: &str) -> Config {
+    config.aggregation.enabled = true;
+    config.aggregation.group_prefix = format!("switchyard.aggregate.{cluster}");
     config
 }
 

@@ -81,6 +81,50 @@ pub struct Manifest {
     /// after it was first activated; pausing and resuming loses nothing).
     #[serde(default)]
     pub start: StartFrom,
+    /// How an aggregator keeps its state: windows and time-to-live.
+    #[serde(default)]
+    pub aggregate: AggregateSettings,
+}
+
+/// An aggregator's state settings (`[aggregate]` in the manifest). Times
+/// are event times (`ce_time`), so replaying the same events gives the same
+/// states and the same expiries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSettings {
+    /// `none` (default: one state per key), `tumbling` (one per key and
+    /// fixed window of `size_ms`) or `session` (one per key and run of
+    /// events no more than `gap_ms` apart).
+    #[serde(default)]
+    pub window: WindowKind,
+    /// Tumbling window length, in milliseconds.
+    #[serde(default)]
+    pub size_ms: u64,
+    /// Session inactivity gap, in milliseconds.
+    #[serde(default)]
+    pub gap_ms: u64,
+    /// How long after a window ends late events are still folded into it;
+    /// after that its state is deleted and later events for it are
+    /// dropped (and counted).
+    #[serde(default)]
+    pub grace_ms: u64,
+    /// Delete the state of a key (or window) that saw no event for this
+    /// long; 0 keeps it until a window closes or forever.
+    #[serde(default)]
+    pub idle_ttl_ms: u64,
+}
+
+/// See [`AggregateSettings::window`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowKind {
+    /// One state per key.
+    #[default]
+    None,
+    /// Fixed, adjacent windows.
+    Tumbling,
+    /// Windows that grow while events keep coming.
+    Session,
 }
 
 /// See [`Manifest::start`].
@@ -150,6 +194,19 @@ impl Manifest {
                     anyhow::anyhow!("`source` entry `{pattern}`: {}", error.detail)
                 })?;
             }
+        }
+        let aggregate = &manifest.aggregate;
+        if aggregate != &AggregateSettings::default() && manifest.kind != Kind::Aggregator {
+            bail!("`[aggregate]` is for aggregators only");
+        }
+        match aggregate.window {
+            WindowKind::Tumbling if aggregate.size_ms == 0 => {
+                bail!("`aggregate.size_ms` must be set for a tumbling window")
+            }
+            WindowKind::Session if aggregate.gap_ms == 0 => {
+                bail!("`aggregate.gap_ms` must be set for a session window")
+            }
+            _ => {}
         }
         Ok(manifest)
     }

@@ -19,8 +19,9 @@
 //! allow) sends the record to the dead-letter topic with headers naming the
 //! route, and the other routes carry on.
 //!
-//! The engine subscribes to every topic named like a noun (lower kebab
-//! case), so a noun that appears later is picked up within seconds. A new
+//! The engine reads the topics of the nouns in the schema catalog (the
+//! only ones this host publishes to; a new noun comes with its schemas
+//! and a restart). A new
 //! group starts from the beginning of each topic (`routing.start`), so a
 //! route can be set before its nouns' events arrive; events written before
 //! a route existed are not routed by it when the group was already past
@@ -49,9 +50,6 @@ use crate::plugin::Plugin;
 use crate::plugin::supervisor::Supervisor;
 use crate::registry::Registry;
 use crate::subscribe;
-
-/// Topics the engine reads: every topic named like a noun.
-pub const NOUN_TOPICS: &str = "^[a-z][a-z0-9-]*$";
 
 /// What the engine needs from the host.
 pub struct EngineParts {
@@ -111,7 +109,7 @@ impl RoutingEngine {
         let totals = Arc::new(Mutex::new(BTreeMap::new()));
         let config = LoopConfig {
             group: parts.config.group.clone(),
-            topics: vec![NOUN_TOPICS.to_string()],
+            topics: parts.nouns.clone(),
             commit_interval: Duration::from_millis(parts.config.commit_interval_ms),
             max_records: parts.config.max_transaction_records,
             transaction_timeout: Duration::from_millis(parts.config.transaction_timeout_ms),

@@ -2,6 +2,7 @@
 //! One binary, so the host and the plugins are built and linked once.
 
 mod admin;
+mod aggregation;
 mod bad_input;
 mod harness;
 mod languages;

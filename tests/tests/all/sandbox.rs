@@ -277,7 +277,7 @@ async fn a_looping_plugin_does_not_slow_the_host_or_other_routes() {
     .unwrap();
     std::fs::write(
         dir.join(format!("{router_name}.toml")),
-        format!("name = \"{router_name}\"\nversion = \"0.1.0\"\nkind = \"router\"\nsource = [\"claim.status-changed\"]\n[config]\nprefix = \"sandbox.portal\"\n"),
+        format!("name = \"{router_name}\"\nversion = \"0.1.0\"\nkind = \"router\"\nsource = [\"claim.status-changed\"]\nstart = \"latest\"\n[config]\nprefix = \"sandbox.portal\"\n"),
     )
     .unwrap();
     std::fs::copy(
@@ -287,7 +287,7 @@ async fn a_looping_plugin_does_not_slow_the_host_or_other_routes() {
     .unwrap();
     std::fs::write(
         dir.join(format!("{loop_name}.toml")),
-        format!("name = \"{loop_name}\"\nversion = \"0.1.0\"\nkind = \"router\"\nsource = [\"claim.reconsideration-received\"]\n[config]\nmode = \"loop\"\nonly_key = \"{loop_key}\"\n"),
+        format!("name = \"{loop_name}\"\nversion = \"0.1.0\"\nkind = \"router\"\nsource = [\"claim.reconsideration-received\"]\nstart = \"latest\"\n[config]\nmode = \"loop\"\nonly_key = \"{loop_key}\"\n"),
     )
     .unwrap();
 

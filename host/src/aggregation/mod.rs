@@ -1,0 +1,674 @@
+//! Stateful aggregation: an aggregator plugin gets the current state of an
+//! event's key and returns the new state and zero or more events.
+//!
+//! Each active aggregator runs in an [`exactly_once`](crate::exactly_once)
+//! loop of its own, consumer group `<aggregation.group_prefix>.<name>`. Its
+//! state lives in memory per input partition ([`state`]) and in a
+//! compacted changelog topic, `<group>.changelog`, partitioned like the
+//! input; a partition's state is rebuilt from the changelog when the
+//! partition arrives (on start, after a crash, when instances come or go).
+//! The changelog records, the output events and the consumer offsets
+//! commit in one Kafka transaction, so state and outputs reflect every
+//! event exactly once; an aborted transaction's state changes are undone
+//! in memory too.
+//!
+//! Windows (tumbling, session) and idle time-to-live follow the plugin's
+//! `[aggregate]` manifest section and event time; expired state is deleted
+//! with a changelog tombstone. Late events, for a window already closed,
+//! are dropped and counted. The plugin sees a window's bounds as the
+//! configuration values `window.start` and `window.end` (Unix
+//! milliseconds).
+//!
+//! State is readable through the API for a key on any instance
+//! ([`query`]); the owner of the key's partition answers, others forward.
+//!
+//! All source topics of an aggregator must have the same partition count
+//! (they are co-partitioned, as Kafka Streams requires for joins), since
+//! state is kept per partition number.
+//!
+//! Known limits: session windows grow and move but are not merged when an
+//! out-of-order event falls between two of them; a failing aggregator is
+//! dead-lettered per event but not paused automatically.
+
+pub mod directory;
+pub mod query;
+pub mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use self::state::{Entry, PartitionStore};
+use crate::config::AggregationConfig;
+use crate::envelope::{Envelope, PLUGIN_HEADER, headers_plus};
+use crate::exactly_once::{Loop, LoopConfig, LoopStatus, Outbox, Partition, Processor};
+use crate::kafka::{Kafka, TopicKind};
+use crate::pipeline::dlq;
+use crate::plugin::{ConfigEntry, Output, Plugin};
+use crate::publish::{EventInput, Publisher};
+use crate::registry::Registry;
+use crate::subscribe;
+
+/// What aggregators need from the host.
+pub struct AggregationParts {
+    /// Kafka clients.
+    pub kafka: Arc<Kafka>,
+    /// Registry, to decode inputs.
+    pub registry: Arc<Registry>,
+    /// Publisher, to validate and encode output events.
+    pub publisher: Arc<Publisher>,
+    /// Settings.
+    pub config: AggregationConfig,
+    /// Where this instance says it can be reached, for state queries.
+    pub directory: Arc<directory::Directory>,
+}
+
+/// Counters of one aggregator on this instance.
+#[derive(Debug, Default, Serialize)]
+pub struct AggregatorCounters {
+    /// Events folded.
+    pub folded: AtomicU64,
+    /// Events emitted.
+    pub emitted: AtomicU64,
+    /// Events dead-lettered.
+    pub dead_lettered: AtomicU64,
+    /// Events dropped because their window had closed.
+    pub late_dropped: AtomicU64,
+    /// State entries deleted (closed windows, idle keys).
+    pub expired: AtomicU64,
+}
+
+/// A running aggregator, as the API sees it.
+pub struct Aggregator {
+    /// Plugin name.
+    pub name: String,
+    /// Consumer group.
+    pub group: String,
+    /// Changelog topic.
+    pub changelog: String,
+    /// Input topics.
+    pub topics: Vec<String>,
+    /// Partitions of each input topic.
+    pub partitions: i32,
+    /// State per owned partition.
+    pub stores: Arc<Mutex<HashMap<i32, PartitionStore>>>,
+    /// Counters.
+    pub counters: Arc<AggregatorCounters>,
+    looped: Arc<Loop>,
+}
+
+impl Aggregator {
+    /// The loop's status.
+    pub fn status(&self) -> LoopStatus {
+        self.looped.status()
+    }
+
+    /// Waits for the loop to end (after shutdown was signalled).
+    pub fn join(&self) {
+        self.looped.join();
+    }
+}
+
+/// The aggregators running on this instance, by plugin name.
+#[derive(Default)]
+pub struct Aggregators {
+    running: Mutex<HashMap<String, Arc<Aggregator>>>,
+}
+
+impl Aggregators {
+    /// The aggregator running under a plugin name.
+    pub fn get(&self, name: &str) -> Option<Arc<Aggregator>> {
+        self.running
+            .lock()
+            .expect("aggregators lock")
+            .get(name)
+            .cloned()
+    }
+
+    /// Every running aggregator, by name.
+    pub fn all(&self) -> Vec<Arc<Aggregator>> {
+        let mut all: Vec<Arc<Aggregator>> = self
+            .running
+            .lock()
+            .expect("aggregators lock")
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    fn insert(&self, aggregator: Arc<Aggregator>) {
+        self.running
+            .lock()
+            .expect("aggregators lock")
+            .insert(aggregator.name.clone(), aggregator);
+    }
+
+    fn remove(&self, name: &str) {
+        self.running.lock().expect("aggregators lock").remove(name);
+    }
+}
+
+/// The consumer group of an aggregator.
+pub fn group_of(config: &AggregationConfig, plugin: &str) -> String {
+    format!("{}.{plugin}", config.group_prefix)
+}
+
+/// Runs an aggregator until `shutdown_rx` turns true; `plugin_rx` swaps
+/// versions between records.
+pub async fn run(
+    parts: Arc<AggregationParts>,
+    registry: Arc<Aggregators>,
+    plugin_rx: watch::Receiver<Arc<Plugin>>,
+    shutdown_rx: watch::Receiver<bool>,
+) {
+    let plugin = plugin_rx.borrow().clone();
+    let name = plugin.manifest().name.clone();
+    let group = group_of(&parts.config, &name);
+    let changelog = format!("{group}.changelog");
+    let topics = plugin.manifest().source_nouns();
+    let mut counts = Vec::new();
+    for topic in &topics {
+        match parts.kafka.partitions(topic).await {
+            Ok(partitions) => counts.push(partitions.len() as i32),
+            Err(error) => {
+                tracing::error!(
+                    plugin = plugin.label(),
+                    topic,
+                    error = format!("{error:#}"),
+                    "cannot read the source topic; aggregator not running"
+                );
+                return;
+            }
+        }
+    }
+    counts.dedup();
+    let [partitions] = counts[..] else {
+        tracing::error!(plugin = plugin.label(), topics = ?topics, "source topics have different partition counts; an aggregator needs co-partitioned topics; not running");
+        return;
+    };
+    if let Err(error) = parts
+        .kafka
+        .ensure_topic(&changelog, TopicKind::Changelog(partitions))
+        .await
+    {
+        tracing::error!(
+            plugin = plugin.label(),
+            error = format!("{error:#}"),
+            "cannot create the changelog; aggregator not running"
+        );
+        return;
+    }
+    let stores = Arc::new(Mutex::new(HashMap::new()));
+    let counters = Arc::new(AggregatorCounters::default());
+    let processor = Arc::new(Mutex::new(AggregateProcessor {
+        parts: Arc::clone(&parts),
+        plugin_rx,
+        changelog: changelog.clone(),
+        group: group.clone(),
+        stores: Arc::clone(&stores),
+        undo: Vec::new(),
+        undo_stream_time: BTreeMap::new(),
+        counters: Arc::clone(&counters),
+        handle: tokio::runtime::Handle::current(),
+        pending: PendingCounts::default(),
+    }));
+    let config = LoopConfig {
+        group: group.clone(),
+        topics: topics.clone(),
+        commit_interval: Duration::from_millis(parts.config.commit_interval_ms),
+        max_records: parts.config.max_transaction_records,
+        transaction_timeout: Duration::from_millis(parts.config.transaction_timeout_ms),
+        pin_latest: if plugin.manifest().start == crate::plugin::manifest::StartFrom::Latest {
+            topics.clone()
+        } else {
+            Vec::new()
+        },
+    };
+    tracing::info!(
+        plugin = plugin.label(),
+        group,
+        changelog,
+        "aggregator started"
+    );
+    let looped = Loop::start(Arc::clone(&parts.kafka), config, processor, shutdown_rx);
+    let aggregator = Arc::new(Aggregator {
+        name: name.clone(),
+        group,
+        changelog,
+        topics,
+        partitions,
+        stores,
+        counters,
+        looped,
+    });
+    registry.insert(Arc::clone(&aggregator));
+    let joined = Arc::clone(&aggregator);
+    let _ = tokio::task::spawn_blocking(move || joined.join()).await;
+    registry.remove(&name);
+    parts.directory.forget(&aggregator.group).await;
+}
+
+/// Counters of the open transaction.
+#[derive(Default)]
+struct PendingCounts {
+    folded: u64,
+    emitted: u64,
+    dead_lettered: u64,
+    late_dropped: u64,
+    expired: u64,
+}
+
+struct AggregateProcessor {
+    parts: Arc<AggregationParts>,
+    plugin_rx: watch::Receiver<Arc<Plugin>>,
+    changelog: String,
+    group: String,
+    stores: Arc<Mutex<HashMap<i32, PartitionStore>>>,
+    /// Entries as they were before the open transaction changed them, in
+    /// order of change.
+    undo: Vec<(i32, String, Option<Entry>)>,
+    /// Stream times as they were before the open transaction.
+    undo_stream_time: BTreeMap<i32, i64>,
+    counters: Arc<AggregatorCounters>,
+    handle: tokio::runtime::Handle,
+    pending: PendingCounts,
+}
+
+impl Processor for AggregateProcessor {
+    fn assigned(&mut self, partitions: &[Partition]) {
+        let wanted: Vec<i32> = {
+            let mut numbers: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+            numbers.sort_unstable();
+            numbers.dedup();
+            numbers
+        };
+        let consumer_config = self
+            .parts
+            .kafka
+            .consumer_config(&format!("{}-restore", self.group));
+        let within = Duration::from_millis(self.parts.config.transaction_timeout_ms * 3);
+        for partition in &wanted {
+            if self
+                .stores
+                .lock()
+                .expect("stores lock")
+                .contains_key(partition)
+            {
+                continue;
+            }
+            // A partition that cannot be restored is not processed with
+            // empty state: the store stays missing, and `process` fails its
+            // records, so they are read again after the next rebalance.
+            match state::restore(&consumer_config, &self.changelog, *partition, within) {
+                Ok(store) => {
+                    tracing::info!(
+                        group = self.group,
+                        partition,
+                        entries = store.entries.len(),
+                        "state restored"
+                    );
+                    self.stores
+                        .lock()
+                        .expect("stores lock")
+                        .insert(*partition, store);
+                }
+                Err(error) => {
+                    tracing::error!(
+                        group = self.group,
+                        partition,
+                        error = format!("{error:#}"),
+                        "cannot restore state"
+                    );
+                }
+            }
+        }
+        let owned: Vec<i32> = self
+            .stores
+            .lock()
+            .expect("stores lock")
+            .keys()
+            .copied()
+            .collect();
+        self.handle
+            .block_on(self.parts.directory.announce(&self.group, &owned));
+    }
+
+    fn revoked(&mut self, partitions: &[Partition]) {
+        let mut stores = self.stores.lock().expect("stores lock");
+        for (_, partition) in partitions {
+            stores.remove(partition);
+        }
+        let owned: Vec<i32> = stores.keys().copied().collect();
+        drop(stores);
+        self.handle
+            .block_on(self.parts.directory.announce(&self.group, &owned));
+    }
+
+    fn process(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        outbox: &mut Outbox<'_>,
+    ) -> anyhow::Result<()> {
+        let plugin = self.plugin_rx.borrow().clone();
+        let Ok(envelope) = Envelope::from_headers(message.headers(), message.key()) else {
+            return self.dead_letter(
+                &plugin,
+                message,
+                outbox,
+                "undecodable",
+                "the record has no readable CloudEvents headers",
+            );
+        };
+        if !plugin
+            .manifest()
+            .accepts(envelope.noun.as_str(), envelope.verb.as_str())
+        {
+            return Ok(());
+        }
+        let delivered = match subscribe::decode(&self.parts.registry, message) {
+            Ok(delivered) => delivered,
+            Err(reason) => {
+                return self.dead_letter(&plugin, message, outbox, "undecodable", &reason);
+            }
+        };
+        let partition = message.partition();
+        let time_ms = envelope.time.timestamp_millis();
+        let settings = plugin.manifest().aggregate.clone();
+        let (slot, current) = {
+            let stores = self.stores.lock().expect("stores lock");
+            let store = stores.get(&partition).ok_or_else(|| {
+                anyhow::anyhow!("the state of partition {partition} is not restored")
+            })?;
+            let Some(slot) = store.slot(&settings, &envelope.key, time_ms) else {
+                self.pending.late_dropped += 1;
+                tracing::debug!(
+                    plugin = plugin.label(),
+                    key = envelope.key,
+                    "late event dropped; its window closed"
+                );
+                return Ok(());
+            };
+            let lookup = slot.replaces.as_ref().unwrap_or(&slot.store_key);
+            let current = store.entries.get(lookup).map(|e| e.state.clone());
+            (slot, current)
+        };
+        let event = crate::pipeline::plugin_event(message, &delivered);
+        let mut window_config = Vec::new();
+        if let Some((start, end)) = slot.window {
+            window_config.push(ConfigEntry {
+                name: "window.start".to_string(),
+                value: start.to_string(),
+            });
+            window_config.push(ConfigEntry {
+                name: "window.end".to_string(),
+                value: end.to_string(),
+            });
+        }
+        let (new_state, emitted) = match plugin.call_configured(
+            &event,
+            current.as_deref(),
+            &window_config,
+        ) {
+            Ok(Output::Aggregate { state, events }) => (state, events),
+            Ok(_) => {
+                return self.dead_letter(
+                    &plugin,
+                    message,
+                    outbox,
+                    "invalid-output",
+                    "the plugin is not an aggregator",
+                );
+            }
+            Err(failure) => {
+                tracing::warn!(plugin = plugin.label(), class = failure.class(), reason = %failure, "aggregator failed on an event");
+                return self.dead_letter(
+                    &plugin,
+                    message,
+                    outbox,
+                    failure.class(),
+                    &failure.to_string(),
+                );
+            }
+        };
+        if let Some(state) = &new_state
+            && serde_json::from_str::<serde_json::Value>(state).is_err()
+        {
+            plugin.stats().record_refused_output();
+            return self.dead_letter(
+                &plugin,
+                message,
+                outbox,
+                "invalid-output",
+                "the new state is not JSON",
+            );
+        }
+        // Every output must be valid before anything is written.
+        let mut prepared = Vec::with_capacity(emitted.len());
+        for (index, out) in emitted.into_iter().enumerate() {
+            let object = match serde_json::from_str(&out.object) {
+                Ok(object) => object,
+                Err(error) => {
+                    plugin.stats().record_refused_output();
+                    return self.dead_letter(
+                        &plugin,
+                        message,
+                        outbox,
+                        "invalid-output",
+                        &format!("event {index} has an object that is not JSON: {error}"),
+                    );
+                }
+            };
+            let mut extensions = vec![
+                (
+                    "causationid".to_string(),
+                    Some(envelope.id.clone().into_bytes()),
+                ),
+                (
+                    PLUGIN_HEADER.to_string(),
+                    Some(plugin.label().as_bytes().to_vec()),
+                ),
+            ];
+            if let Some(traceparent) = delivered
+                .extensions
+                .get("traceparent")
+                .and_then(|v| v.as_str())
+            {
+                extensions.push((
+                    "traceparent".to_string(),
+                    Some(traceparent.as_bytes().to_vec()),
+                ));
+            }
+            let input = EventInput {
+                noun: out.noun,
+                verb: out.verb,
+                key: out.key,
+                object,
+                source: Some(format!("/switchyard/plugin/{}", plugin.manifest().name)),
+                time: Some(envelope.time),
+                extensions,
+                ..EventInput::default()
+            };
+            match self.parts.publisher.prepare(input) {
+                Ok(ready) => prepared.push(ready),
+                Err(error) => {
+                    plugin.stats().record_refused_output();
+                    return self.dead_letter(
+                        &plugin,
+                        message,
+                        outbox,
+                        "invalid-output",
+                        &format!("event {index}: {}", error.detail),
+                    );
+                }
+            }
+        }
+        for ready in &prepared {
+            self.handle.block_on(
+                self.parts
+                    .kafka
+                    .ensure_topic(&ready.topic, TopicKind::Events),
+            )?;
+            outbox.send(
+                &ready.topic,
+                None,
+                ready.envelope.key.as_bytes(),
+                Some(&ready.value),
+                ready.envelope.to_headers(),
+            )?;
+        }
+        // Then the state, in memory (undoable) and in the changelog.
+        if let Some(old) = &slot.replaces {
+            self.write_entry(partition, old, None, outbox)?;
+        }
+        let entry = new_state.map(|state| Entry {
+            key: envelope.key.clone(),
+            state,
+            last_event_ms: time_ms,
+            window_start_ms: slot.window.map(|(start, _)| start),
+            window_end_ms: slot.window.map(|(_, end)| end),
+        });
+        self.write_entry(partition, &slot.store_key, entry, outbox)?;
+        self.pending.folded += 1;
+        self.pending.emitted += prepared.len() as u64;
+        self.advance(partition, time_ms, &settings, outbox)?;
+        Ok(())
+    }
+
+    fn committed(&mut self) {
+        self.undo.clear();
+        self.undo_stream_time.clear();
+        let pending = std::mem::take(&mut self.pending);
+        let c = &self.counters;
+        c.folded.fetch_add(pending.folded, Ordering::Relaxed);
+        c.emitted.fetch_add(pending.emitted, Ordering::Relaxed);
+        c.dead_lettered
+            .fetch_add(pending.dead_lettered, Ordering::Relaxed);
+        c.late_dropped
+            .fetch_add(pending.late_dropped, Ordering::Relaxed);
+        c.expired.fetch_add(pending.expired, Ordering::Relaxed);
+    }
+
+    fn aborted(&mut self) {
+        let mut stores = self.stores.lock().expect("stores lock");
+        for (partition, key, before) in self.undo.drain(..).rev() {
+            if let Some(store) = stores.get_mut(&partition) {
+                match before {
+                    Some(entry) => store.entries.insert(key, entry),
+                    None => store.entries.remove(&key),
+                };
+            }
+        }
+        for (partition, time) in std::mem::take(&mut self.undo_stream_time) {
+            if let Some(store) = stores.get_mut(&partition) {
+                store.stream_time_ms = time;
+            }
+        }
+        self.pending = PendingCounts::default();
+    }
+}
+
+impl AggregateProcessor {
+    /// Changes one entry in memory (remembering the old one) and writes it
+    /// (or its tombstone) to the changelog.
+    fn write_entry(
+        &mut self,
+        partition: i32,
+        store_key: &str,
+        entry: Option<Entry>,
+        outbox: &mut Outbox<'_>,
+    ) -> anyhow::Result<()> {
+        let value = entry.as_ref().map(serde_json::to_vec).transpose()?;
+        outbox.send(
+            &self.changelog,
+            Some(partition),
+            store_key.as_bytes(),
+            value.as_deref(),
+            OwnedHeaders::new(),
+        )?;
+        let mut stores = self.stores.lock().expect("stores lock");
+        let store = stores
+            .get_mut(&partition)
+            .ok_or_else(|| anyhow::anyhow!("partition {partition} is not owned"))?;
+        let before = match entry {
+            Some(entry) => store.entries.insert(store_key.to_string(), entry),
+            None => store.entries.remove(store_key),
+        };
+        self.undo.push((partition, store_key.to_string(), before));
+        Ok(())
+    }
+
+    /// Moves stream time forward and deletes what expired.
+    fn advance(
+        &mut self,
+        partition: i32,
+        time_ms: i64,
+        settings: &crate::plugin::manifest::AggregateSettings,
+        outbox: &mut Outbox<'_>,
+    ) -> anyhow::Result<()> {
+        let expired = {
+            let mut stores = self.stores.lock().expect("stores lock");
+            let Some(store) = stores.get_mut(&partition) else {
+                return Ok(());
+            };
+            if time_ms <= store.stream_time_ms {
+                return Ok(());
+            }
+            self.undo_stream_time
+                .entry(partition)
+                .or_insert(store.stream_time_ms);
+            store.stream_time_ms = time_ms;
+            store.expired(settings)
+        };
+        for key in expired {
+            self.write_entry(partition, &key, None, outbox)?;
+            self.pending.expired += 1;
+        }
+        Ok(())
+    }
+
+    fn dead_letter(
+        &mut self,
+        plugin: &Plugin,
+        message: &BorrowedMessage<'_>,
+        outbox: &mut Outbox<'_>,
+        class: &str,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        self.pending.dead_lettered += 1;
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let headers = headers_plus(
+            message.headers(),
+            &[
+                (dlq::PLUGIN, plugin.label().as_bytes()),
+                (dlq::CLASS, class.as_bytes()),
+                (dlq::REASON, reason.as_bytes()),
+                (dlq::TOPIC, message.topic().as_bytes()),
+                (dlq::PARTITION, partition.as_bytes()),
+                (dlq::OFFSET, offset.as_bytes()),
+            ],
+        );
+        let topic = self.parts.kafka.config().dead_letter_topic.clone();
+        outbox.send(
+            &topic,
+            None,
+            message.key().unwrap_or_default(),
+            Some(message.payload().unwrap_or_default()),
+            headers,
+        )?;
+        tracing::info!(
+            plugin = plugin.label(),
+            class,
+            reason,
+            "event dead-lettered"
+        );
+        Ok(())
+    }
+}

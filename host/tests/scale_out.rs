@@ -1,0 +1,481 @@
+//! Scale-out with real processes: two host instances share the routing and
+//! aggregation work through Kafka consumer groups; while 100,000 events
+//! stream in, one is killed with SIGKILL and a third is started. Every
+//! routed event and every aggregate summary must appear exactly once (in
+//! `read_committed` mode), and every final aggregate must equal what is
+//! computed offline from the input.
+//!
+//! The inputs go to a noun of the test's own (a copy of `claim`'s schemas
+//! under another name), so the 100,000 events do not land in the `claim`
+//! topic that other tests' pipelines read; the aggregator's summaries are
+//! `claim.appeal-summary-updated` events as always.
+//!
+//! Needs the local stack's Kafka (`scripts/stack.sh up`) and the plugins
+//! that the tests crate builds (`scripts/test.sh` builds both).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+
+const EVENTS: usize = 100_000;
+const CLAIMS: usize = 10_000;
+const BATCH: usize = 500;
+
+fn kafka() -> String {
+    std::env::var("SWITCHYARD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
+}
+
+fn plugin_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), PathBuf::from)
+        .join("switchyard-test-plugins")
+}
+
+/// One host process, killed on drop.
+struct Host {
+    child: Child,
+    http: String,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(config: &Path) -> Host {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SWITCHYARD__") {
+            command.env_remove(name);
+        }
+    }
+    // Owned by a `Host` at once, so every path kills and waits for it.
+    let mut host = Host {
+        child: command
+            .args(["serve", "--config"])
+            .arg(config)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        http: String::new(),
+    };
+    let stderr = host.child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("\"level\":\"ERROR\"") {
+                eprintln!("host: {line}");
+            }
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("host logs that it listens (is the stack up?)");
+        let Ok(record) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if record["message"] == "switchyard listening" {
+            host.http = format!("http://{}", record["http"].as_str().unwrap());
+            // Keep draining so the host never blocks on a full pipe.
+            std::thread::spawn(move || for _ in rx {});
+            return host;
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET over a fresh connection: thousands of state
+/// queries are cheap this way.
+fn get(url: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let Ok(mut stream) = std::net::TcpStream::connect(authority) else {
+        return (0, Value::Null);
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (code, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn send(method: &str, url: &str, body: &Value) -> (u16, Value) {
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            "-X",
+            method,
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            "@-",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(body.to_string().as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// Waits until a host's routing engine and aggregator both own partitions.
+fn wait_working(host: &Host, aggregator: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, routing) = get(&format!("{}/v1/routing", host.http));
+        let (_, aggregators) = get(&format!("{}/v1/admin/aggregators", host.http));
+        let routed = routing["assigned"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
+        let aggregating = aggregators["aggregators"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| {
+                a["plugin"] == aggregator && a["assigned"].as_array().is_some_and(|p| !p.is_empty())
+            });
+        if routed && aggregating {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "host got no partitions: {routing} {aggregators}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One input event: claim `c`, step `n` of its life.
+fn event(run: &str, noun: &str, c: usize, n: usize) -> (Value, Option<&'static str>) {
+    let key = format!("{run}-{c:05}");
+    let time = format!(
+        "2026-01-{:02}T{:02}:{:02}:00Z",
+        1 + n / 24 % 28,
+        n % 24,
+        c % 60
+    );
+    if n % 10 == 3 {
+        let object = json!({"claim_id": key, "provider_id": "1234567890", "reason": "r", "received_at": "2026-01-01T00:00:00Z"});
+        (
+            json!({"noun": noun, "verb": "reconsideration-received", "key": key, "time": time, "object": object}),
+            None,
+        )
+    } else {
+        let category = ["A1", "P1", "F1", "F2"][(c + n) % 4];
+        let object = json!({
+            "claim_id": key,
+            "payer": {"name": "ACME HEALTH", "id": "12345"},
+            "provider": {"name": "DR SMITH", "id_qualifier": "XX", "id": "1234567890"},
+            "status_category_code": category,
+            "status_code": "20",
+            "interchange_control_number": "000000001",
+            "transaction_set": "005010X212"
+        });
+        (
+            json!({"noun": noun, "verb": "status-changed", "key": key, "time": time, "object": object}),
+            Some(category),
+        )
+    }
+}
+
+fn ends(consumer: &BaseConsumer, topic: &str) -> BTreeMap<i32, i64> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            (p.id(), high)
+        })
+        .collect()
+}
+
+fn header(message: &rdkafka::message::BorrowedMessage<'_>, name: &str) -> Option<String> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Reads committed records of a topic from `from` until `wanted` records
+/// pass `keep`, or nothing arrives for `idle`.
+fn read_committed(
+    topic: &str,
+    from: &BTreeMap<i32, i64>,
+    wanted: usize,
+    idle: Duration,
+    mut keep: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> bool,
+) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("group.id", "switchyard-scale-out-check")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for (partition, offset) in from {
+        assignment
+            .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut kept = 0;
+    let mut last = Instant::now();
+    while kept < wanted || last.elapsed() < Duration::from_secs(3) {
+        if last.elapsed() > idle {
+            break;
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                last = Instant::now();
+                if keep(&message) {
+                    kept += 1;
+                }
+            }
+            Some(Err(error)) => panic!("cannot read {topic}: {error}"),
+            None => {}
+        }
+    }
+    kept
+}
+
+#[test]
+fn routing_and_aggregation_stay_exactly_once_when_an_instance_is_killed() {
+    let run = format!("so{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let dir = std::env::temp_dir().join(format!("switchyard-scale-{run}"));
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let aggregator = format!("appeals-{run}");
+    std::fs::copy(
+        plugin_dir().join("claim-appeal-aggregator.wasm"),
+        plugins.join(format!("{aggregator}.wasm")),
+    )
+    .expect("the test plugins are built (run scripts/test.sh)");
+    let noun = format!("claims-{run}");
+    let manifest = std::fs::read_to_string(plugin_dir().join("claim-appeal-aggregator.toml"))
+        .unwrap()
+        .replace(
+            "name = \"claim-appeal-aggregator\"",
+            &format!("name = \"{aggregator}\""),
+        )
+        .replace("\"claim.", &format!("\"{noun}."));
+    assert!(manifest.contains(&noun), "{manifest}");
+    let schemas = dir.join("schemas");
+    let claim_schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/claim");
+    for folder in ["claim".to_string(), noun.clone()] {
+        std::fs::create_dir_all(schemas.join(&folder)).unwrap();
+        for file in std::fs::read_dir(&claim_schemas).unwrap() {
+            let file = file.unwrap().path();
+            std::fs::copy(&file, schemas.join(&folder).join(file.file_name().unwrap())).unwrap();
+        }
+    }
+    let schemas = schemas.display().to_string();
+    std::fs::write(
+        plugins.join(format!("{aggregator}.toml")),
+        format!("{manifest}\nstart = \"latest\"\n"),
+    )
+    .unwrap();
+    let config = dir.join("host.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap_servers = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\nmax_batch_events = {BATCH}\nmax_body_bytes = 4194304\n\
+             [grpc]\nlisten = \"127.0.0.1:0\"\n[registry]\nlisten = \"127.0.0.1:0\"\nschemas_dir = \"{schemas}\"\n\
+             [plugins]\ndir = \"{}\"\n[routing]\ntopic = \"_switchyard_routes.{run}\"\ngroup = \"switchyard.routing.{run}\"\nstart = \"latest\"\n\
+             [aggregation]\ngroup_prefix = \"switchyard.aggregate.{run}\"\n[log]\nformat = \"json\"\nfilter = \"warn,switchyard=info\"\n",
+            kafka(),
+            plugins.display()
+        ),
+    )
+    .unwrap();
+
+    let first = start(&config);
+    let second = start(&config);
+    wait_working(&first, &aggregator);
+    wait_working(&second, &aggregator);
+
+    let destination = format!("scale.{run}");
+    let route = json!({
+        "owner": "tests",
+        "source": {"nouns": [noun], "verbs": ["status-changed"]},
+        "filter": {"claim_id": [{"prefix": format!("{run}-")}], "status_category_code": [{"prefix": "F"}]},
+        "destinations": [destination]
+    });
+    let (code, body) = send(
+        "PUT",
+        &format!("{}/v1/routes/finalized-{run}", first.http),
+        &route,
+    );
+    assert_eq!(code, 201, "{body}");
+    std::thread::sleep(Duration::from_secs(2));
+
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()
+        .unwrap();
+    let claim_start = ends(&probe, "claim");
+    let destination_start = ends(&probe, &destination);
+
+    // Offline: what every claim's aggregate must end as.
+    let mut expected_routed = 0;
+    let mut expected: HashMap<String, (usize, usize, &'static str)> = HashMap::new();
+    let mut events = Vec::with_capacity(EVENTS);
+    for n in 0..EVENTS / CLAIMS {
+        for c in 0..CLAIMS {
+            let (event, category) = event(&run, &noun, c, n);
+            let entry = expected
+                .entry(event["key"].as_str().unwrap().to_string())
+                .or_insert((0, 0, ""));
+            match category {
+                Some(category) => {
+                    entry.0 += 1;
+                    entry.2 = category;
+                    if category.starts_with('F') {
+                        expected_routed += 1;
+                    }
+                }
+                None => entry.1 += 1,
+            }
+            events.push(event);
+        }
+    }
+
+    // Stream them in; a third of the way, kill one instance and start
+    // another.
+    let mut hosts = vec![first, second];
+    let mut third = None;
+    let mut published = 0;
+    for (index, chunk) in events.chunks(BATCH).enumerate() {
+        if index == EVENTS / BATCH / 3 {
+            let killed = hosts.remove(0);
+            let status = Command::new("kill")
+                .args(["-KILL", &killed.child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            third = Some(start(&config));
+        }
+        let host = &hosts[0];
+        let (code, body) = send(
+            "POST",
+            &format!("{}/v1/events:batch", host.http),
+            &json!({"events": chunk}),
+        );
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["failed"], 0, "{body}");
+        published += chunk.len();
+    }
+    assert_eq!(published, EVENTS);
+    let third = third.unwrap();
+    wait_working(&third, &aggregator);
+
+    // Every routed event exactly once.
+    let mut routed: HashMap<String, usize> = HashMap::new();
+    let kept = read_committed(
+        &destination,
+        &destination_start,
+        expected_routed,
+        Duration::from_secs(240),
+        |message| {
+            let id = header(message, "ce_id").unwrap();
+            *routed.entry(id).or_default() += 1;
+            true
+        },
+    );
+    let twice = routed.values().filter(|n| **n > 1).count();
+    assert_eq!(twice, 0, "{twice} events routed more than once");
+    assert_eq!(kept, expected_routed, "routed events");
+
+    // Every input folded once: one summary per input, none twice.
+    let label = format!("{aggregator}@");
+    let mut summarized: HashMap<String, usize> = HashMap::new();
+    let kept = read_committed(
+        "claim",
+        &claim_start,
+        EVENTS,
+        Duration::from_secs(240),
+        |message| {
+            let ours = header(message, "switchyard-plugin").is_some_and(|p| p.starts_with(&label));
+            if ours {
+                let cause = header(message, "causationid").unwrap();
+                *summarized.entry(cause).or_default() += 1;
+            }
+            ours
+        },
+    );
+    let twice = summarized.values().filter(|n| **n > 1).count();
+    assert_eq!(twice, 0, "{twice} inputs summarized more than once");
+    assert_eq!(kept, EVENTS, "summaries");
+
+    // Final aggregates equal the offline ones, read through either
+    // instance.
+    for (index, (key, (statuses, reconsiderations, last))) in expected.iter().enumerate() {
+        let host = if index % 2 == 0 { &hosts[0] } else { &third };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let state = loop {
+            let (code, body) = get(&format!("{}/v1/aggregates/{aggregator}/{key}", host.http));
+            if code == 200 {
+                break body["states"][0]["state"].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no state for {key}: {code} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let history = state["history"].as_array().unwrap();
+        assert_eq!(history.len(), *statuses, "{key}: {state}");
+        assert_eq!(state["reconsiderations"], *reconsiderations, "{key}");
+        assert_eq!(history.last().unwrap()["category"], *last, "{key}");
+    }
+}

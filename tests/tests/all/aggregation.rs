@@ -1,0 +1,303 @@
+//! Aggregation through the reference claim appeal aggregator: state per
+//! claim kept exactly once, restored from the changelog by the next
+//! instance, and readable for a key on any instance.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchyard_tests::{
+    SseReader, TestHost, kafka_bootstrap, post_json, test_config, unique, with_aggregation,
+};
+
+/// A plugin folder holding the reference aggregator only, reading from the
+/// end of the topics (the shared stack's `claim` topic holds every test's
+/// events), under a name of the cluster's own: every test's aggregator
+/// sees every claim event, and the name tells whose summaries are whose.
+fn aggregator_folder(cluster: &str) -> PathBuf {
+    let built = PathBuf::from(env!("SWITCHYARD_TEST_PLUGIN_DIR"));
+    let dir = std::env::temp_dir().join(unique("aggregator-plugins"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = plugin_name(cluster);
+    std::fs::copy(
+        built.join("claim-appeal-aggregator.wasm"),
+        dir.join(format!("{name}.wasm")),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(built.join("claim-appeal-aggregator.toml"))
+        .unwrap()
+        .replace(
+            "name = \"claim-appeal-aggregator\"",
+            &format!("name = \"{name}\""),
+        );
+    std::fs::write(
+        dir.join(format!("{name}.toml")),
+        format!("{manifest}\nstart = \"latest\"\n"),
+    )
+    .unwrap();
+    dir
+}
+
+fn plugin_name(cluster: &str) -> String {
+    format!("appeals-{}", &cluster[cluster.len() - 12..])
+}
+
+async fn start_host(cluster: &str, plugins: &Path) -> TestHost {
+    let mut config = with_aggregation(test_config(&kafka_bootstrap()), cluster);
+    config.plugins.dir = Some(plugins.to_path_buf());
+    tokio::task::spawn_blocking(move || TestHost::start(config).expect("host starts"))
+        .await
+        .unwrap()
+}
+
+/// Waits until the aggregator on this host owns partitions.
+async fn wait_assigned(host: &TestHost, cluster: &str) {
+    let started = Instant::now();
+    loop {
+        let status: Value = reqwest::get(host.url("/v1/admin/aggregators"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let group = format!("switchyard.aggregate.{cluster}.{}", plugin_name(cluster));
+        let assigned = status["aggregators"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| {
+                a["group"] == group.as_str()
+                    && a["assigned"].as_array().is_some_and(|p| !p.is_empty())
+            });
+        if assigned {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "aggregator got no partition: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn publish(host: &TestHost, verb: &str, key: &str, time: &str, object: Value) {
+    let (status, _, body) = post_json(
+        &host.url(&format!("/v1/events/claim/{verb}")),
+        &json!({"key": key, "time": time, "object": object}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+fn status(claim: &str, category: &str, code: &str) -> Value {
+    json!({
+        "claim_id": claim,
+        "payer": {"name": "ACME HEALTH", "id": "12345"},
+        "provider": {"name": "DR SMITH", "id_qualifier": "XX", "id": "1234567890"},
+        "status_category_code": category,
+        "status_code": code,
+        "interchange_control_number": "000000001",
+        "transaction_set": "005010X212"
+    })
+}
+
+fn reconsideration(claim: &str) -> Value {
+    json!({"claim_id": claim, "provider_id": "1234567890", "reason": "timely filing", "received_at": "2026-01-05T12:00:00Z"})
+}
+
+/// Reads the state of a key, retrying while the owner is moving.
+async fn state(host: &TestHost, cluster: &str, key: &str, want_changes: u64) -> Value {
+    let name = plugin_name(cluster);
+    let started = Instant::now();
+    loop {
+        let response = reqwest::get(host.url(&format!("/v1/aggregates/{name}/{key}")))
+            .await
+            .unwrap();
+        let code = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        // The plugin's own state, as it stores it: one history entry per
+        // status change.
+        let changes = body["states"][0]["state"]["history"]
+            .as_array()
+            .map(|h| h.len() as u64);
+        if code == 200 && changes == Some(want_changes) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no state with {want_changes} status changes for {key}: {code} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Per claim: current status, history, time in each status and counts, each
+/// input folded once and one summary emitted per input; a second instance
+/// restores the state from the changelog and carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_appeals_are_aggregated_exactly_once_and_survive_a_restart() {
+    let cluster = unique("agg");
+    let plugins = aggregator_folder(&cluster);
+    let first = start_host(&cluster, &plugins).await;
+    wait_assigned(&first, &cluster).await;
+    let run = unique("clm");
+    let keys: Vec<String> = (0..4).map(|i| format!("{run}-{i}")).collect();
+    let mut summaries = SseReader::connect(
+        &first.url("/v1/nouns/claim/events?verb=appeal-summary-updated"),
+        None,
+    )
+    .await
+    .unwrap();
+    for key in &keys {
+        publish(
+            &first,
+            "status-changed",
+            key,
+            "2026-01-05T10:00:00Z",
+            status(key, "A1", "20"),
+        )
+        .await;
+        publish(
+            &first,
+            "reconsideration-received",
+            key,
+            "2026-01-05T12:00:00Z",
+            reconsideration(key),
+        )
+        .await;
+        publish(
+            &first,
+            "status-changed",
+            key,
+            "2026-01-05T13:30:00Z",
+            status(key, "P1", "20"),
+        )
+        .await;
+    }
+    for key in &keys {
+        let body = state(&first, &cluster, key, 2).await;
+        let summary = &body["states"][0]["state"];
+        assert_eq!(summary["reconsiderations"], 1, "{body}");
+        assert_eq!(summary["history"][1]["category"], "P1");
+        assert_eq!(
+            summary["millis_in_status"],
+            json!({"A1:20": 3 * 3600 * 1000 + 30 * 60 * 1000})
+        );
+    }
+    // One summary per input event, none twice.
+    let label = format!("{}@", plugin_name(&cluster));
+    let is_ours = |event: &Value| {
+        event["extensions"]["switchyard-plugin"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(&label))
+    };
+    let mut seen = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.values().sum::<usize>() < keys.len() * 3 && Instant::now() < deadline {
+        if let Some(frame) = summaries.next(Duration::from_secs(1)).await
+            && frame.event.as_deref() == Some("claim.appeal-summary-updated")
+        {
+            let event = frame.json();
+            let key = event["key"].as_str().unwrap().to_string();
+            if key.starts_with(&run) && is_ours(&event) {
+                *seen.entry(key).or_insert(0) += 1;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    while let Some(frame) = summaries.next(Duration::from_millis(300)).await {
+        if frame.event.as_deref() == Some("claim.appeal-summary-updated") {
+            let event = frame.json();
+            let key = event["key"].as_str().unwrap().to_string();
+            if key.starts_with(&run) && is_ours(&event) {
+                *seen.entry(key).or_insert(0) += 1;
+            }
+        }
+    }
+    for key in &keys {
+        assert_eq!(seen.get(key), Some(&3), "summaries per key: {seen:?}");
+    }
+
+    // The next instance restores the state and carries on.
+    tokio::task::spawn_blocking(move || first.stop().unwrap())
+        .await
+        .unwrap();
+    let second = start_host(&cluster, &plugins).await;
+    wait_assigned(&second, &cluster).await;
+    for key in &keys {
+        let body = state(&second, &cluster, key, 2).await;
+        assert_eq!(body["states"][0]["state"]["reconsiderations"], 1);
+        publish(
+            &second,
+            "status-changed",
+            key,
+            "2026-01-06T09:00:00Z",
+            status(key, "F1", "65"),
+        )
+        .await;
+    }
+    for key in &keys {
+        let body = state(&second, &cluster, key, 3).await;
+        let summary = &body["states"][0]["state"];
+        assert_eq!(summary["history"][2]["category"], "F1");
+        assert_eq!(summary["reconsiderations"], 1);
+    }
+}
+
+/// With two instances sharing the partitions, a key's state is readable on
+/// either: the owner answers, the other forwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_is_readable_for_any_key_on_any_instance() {
+    let cluster = unique("agg");
+    let plugins = aggregator_folder(&cluster);
+    let a = start_host(&cluster, &plugins).await;
+    let b = start_host(&cluster, &plugins).await;
+    wait_assigned(&a, &cluster).await;
+    wait_assigned(&b, &cluster).await;
+    let run = unique("clm");
+    // Keys that cover every partition, so both instances own some.
+    let mut keys: Vec<String> = Vec::new();
+    let mut covered = std::collections::HashSet::new();
+    for i in 0.. {
+        let key = format!("{run}-{i}");
+        if covered.insert(switchyard::kafka::partition_for_key(key.as_bytes(), 3)) {
+            keys.push(key);
+        }
+        if covered.len() == 3 {
+            break;
+        }
+    }
+    for key in &keys {
+        publish(
+            &a,
+            "status-changed",
+            key,
+            "2026-01-05T10:00:00Z",
+            status(key, "A1", "20"),
+        )
+        .await;
+    }
+    let mut instances = std::collections::HashSet::new();
+    for key in &keys {
+        let from_a = state(&a, &cluster, key, 1).await;
+        let from_b = state(&b, &cluster, key, 1).await;
+        assert_eq!(from_a["states"], from_b["states"]);
+        assert_eq!(
+            from_a["instance"], from_b["instance"],
+            "one owner answers both"
+        );
+        instances.insert(from_a["instance"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        instances.len(),
+        2,
+        "keys on every partition are owned by both instances"
+    );
+    let missing = reqwest::get(a.url(&format!(
+        "/v1/aggregates/{}/{run}-none",
+        plugin_name(&cluster)
+    )))
+    .await
+    .unwrap();
+    assert_eq!(missing.status(), 404);
+}
