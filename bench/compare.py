@@ -1294,7 +1294,16 @@ def correctness_line(r):
     if "seconds" not in r:
         return f"not finished ({r.get('error')})"
     if r["system"] == "a":
-        return ("correct" if r.get("correct") else "NOT correct") + f" — run.sh {r.get('check', '').replace('run.sh: check: ', '')}"
+        verdict = "correct" if r.get("correct") else "NOT correct"
+        text = r.get("check", "")
+        try:
+            v = json.loads(text[text.index("{"):])
+        except ValueError:
+            return f"{verdict} — run.sh said: {text}"
+        return (f"{verdict} — `bench.routed`: {v['routed_records']:,} of {v['routed_records_expected']:,} records; "
+                f"`bench.summaries`: {v['summary_records']:,} of {v['summary_records_expected']:,} records, last "
+                f"summary per claim different from the expected in {v['claims_mismatched']} of "
+                f"{v['claims_expected']:,} ({v['byte_identical']:,} byte for byte identical), read by run.sh")
     parts = []
     c = r.get("checks", {})
     if "routed" in c:

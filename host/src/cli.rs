@@ -251,6 +251,20 @@ pub enum RouteAction<'a> {
     },
 }
 
+/// The URL of one route, the id encoded as one path segment (an id such as
+/// `../x` must not name another endpoint).
+fn route_url(base: &str, id: &str) -> String {
+    match reqwest::Url::parse(base) {
+        Ok(mut url) => {
+            if let Ok(mut segments) = url.path_segments_mut() {
+                segments.push(id);
+            }
+            url.to_string()
+        }
+        Err(_) => format!("{base}/{id}"),
+    }
+}
+
 /// Reads a JSON or (by extension) TOML file into JSON.
 fn read_document(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path)
@@ -285,7 +299,7 @@ pub async fn run_route(server: &str, action: RouteAction<'_>, output: Output) ->
             else {
                 return usage("the route file has no `id`; add one or pass --id");
             };
-            let mut request = client.put(format!("{base}/{id}")).json(&route);
+            let mut request = client.put(route_url(&base, &id)).json(&route);
             if let Some(revision) = if_revision {
                 request = request.header("If-Match", format!("\"{revision}\""));
             }
@@ -298,8 +312,8 @@ pub async fn run_route(server: &str, action: RouteAction<'_>, output: Output) ->
             }
             request
         }
-        RouteAction::Show(id) => client.get(format!("{base}/{id}")),
-        RouteAction::Delete(id) => client.delete(format!("{base}/{id}")),
+        RouteAction::Show(id) => client.get(route_url(&base, id)),
+        RouteAction::Delete(id) => client.delete(route_url(&base, id)),
         RouteAction::Explain { event, position } => {
             let body = match (event, position) {
                 (Some(file), None) => match read_document(file) {

@@ -172,6 +172,9 @@ pub struct RoutingConfig {
     /// Kafka's `transaction.timeout.ms` for the engine's producer. Default
     /// 10000 (as Kafka Streams).
     pub transaction_timeout_ms: u64,
+    /// Most routes the cluster may hold; every instance keeps them all in
+    /// memory and evaluates each enabled one per event. Default 10000.
+    pub max_routes: usize,
 }
 
 /// Aggregation settings.
@@ -229,6 +232,7 @@ impl Default for RoutingConfig {
             commit_interval_ms: 100,
             max_transaction_records: 1_000,
             transaction_timeout_ms: 10_000,
+            max_routes: 10_000,
         }
     }
 }

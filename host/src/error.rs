@@ -48,6 +48,8 @@ pub enum Code {
     /// A route was refused (bad source pattern, filter, destination or
     /// plugin reference).
     InvalidRoute,
+    /// A conditional request (`If-Match`) found the resource changed.
+    PreconditionFailed,
     /// The request conflicts with the current state (an existing version,
     /// nothing to roll back to).
     Conflict,
@@ -64,7 +66,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for documentation checks.
-    pub const ALL: [Code; 19] = [
+    pub const ALL: [Code; 20] = [
         Code::UnknownNoun,
         Code::UnknownVerb,
         Code::InvalidName,
@@ -80,6 +82,7 @@ impl Code {
         Code::InvalidPlugin,
         Code::InvalidRoute,
         Code::Conflict,
+        Code::PreconditionFailed,
         Code::KafkaUnavailable,
         Code::RegistryUnavailable,
         Code::StateUnavailable,
@@ -104,6 +107,7 @@ impl Code {
             Code::InvalidPlugin => "invalid-plugin",
             Code::InvalidRoute => "invalid-route",
             Code::Conflict => "conflict",
+            Code::PreconditionFailed => "precondition-failed",
             Code::KafkaUnavailable => "kafka-unavailable",
             Code::RegistryUnavailable => "registry-unavailable",
             Code::StateUnavailable => "state-unavailable",
@@ -129,6 +133,7 @@ impl Code {
             Code::InvalidPlugin => "plugin refused",
             Code::InvalidRoute => "route refused",
             Code::Conflict => "conflict",
+            Code::PreconditionFailed => "precondition failed",
             Code::KafkaUnavailable => "kafka unavailable",
             Code::RegistryUnavailable => "schema registry unavailable",
             Code::StateUnavailable => "state unavailable",
@@ -147,6 +152,7 @@ impl Code {
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::IdempotencyConflict | Code::Conflict => StatusCode::CONFLICT,
+            Code::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Code::InvalidPlugin | Code::InvalidRoute => StatusCode::UNPROCESSABLE_ENTITY,
             Code::PayloadTooLarge | Code::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::KafkaUnavailable | Code::RegistryUnavailable | Code::StateUnavailable => {
@@ -172,7 +178,7 @@ impl Code {
             Code::MethodNotAllowed => tonic::Code::Unimplemented,
             Code::UnsupportedMediaType => tonic::Code::InvalidArgument,
             Code::IdempotencyConflict => tonic::Code::AlreadyExists,
-            Code::Conflict => tonic::Code::FailedPrecondition,
+            Code::Conflict | Code::PreconditionFailed => tonic::Code::FailedPrecondition,
             Code::InvalidPlugin | Code::InvalidRoute => tonic::Code::InvalidArgument,
         }
     }

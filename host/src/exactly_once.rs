@@ -11,6 +11,14 @@
 //! nothing is lost. When partitions move to another instance, the open
 //! transaction commits first (as Kafka Streams does), and KIP-447 fencing
 //! keeps a stalled instance from committing for partitions it lost.
+//!
+//! A record that fails every time (a destination Kafka refuses, a record
+//! too large for where it goes) must not stop its partitions forever: after
+//! a failure the loop takes records one per transaction for a while, and a
+//! record whose own transaction failed [`POISON_AFTER`] times is handed to
+//! [`Processor::set_aside`] (the dead-letter topic) instead, and the loop
+//! moves on. A broker that is down fails the set-aside write too, so an
+//! outage never dead-letters anything; records wait.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -47,7 +55,30 @@ pub trait Processor: Send + 'static {
     fn committed(&mut self) {}
     /// The open transaction aborted: forget what it changed in memory.
     fn aborted(&mut self) {}
+    /// Writes a record that keeps failing somewhere it can be dealt with
+    /// (the dead-letter topic), inside the open transaction, instead of
+    /// processing it. `reason` is the last failure.
+    fn set_aside(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        _outbox: &mut Outbox<'_>,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        anyhow::bail!(
+            "record {}:{}:{} keeps failing ({reason}) and cannot be set aside",
+            message.topic(),
+            message.partition(),
+            message.offset()
+        )
+    }
 }
+
+/// Failed transactions of one record, alone, before it is set aside.
+pub const POISON_AFTER: u32 = 5;
+
+/// After a failure, how many records go one per transaction, so the one
+/// that fails can be told apart.
+const ISOLATE_RECORDS: usize = 1_000;
 
 /// Where a processor writes, inside the open transaction.
 pub struct Outbox<'a> {
@@ -55,17 +86,21 @@ pub struct Outbox<'a> {
 }
 
 impl Outbox<'_> {
-    /// Queues a record (a tombstone when `value` is none), waiting while
-    /// the producer's queue is full. `partition` none: by key.
+    /// Queues a record (a null key or value stays null; a null value is a
+    /// tombstone), waiting while the producer's queue is full. `partition`
+    /// none: by key.
     pub fn send(
         &mut self,
         topic: &str,
         partition: Option<i32>,
-        key: &[u8],
+        key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: OwnedHeaders,
     ) -> Result<(), KafkaError> {
-        let mut record = BaseRecord::to(topic).key(key).headers(headers);
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
         if let Some(value) = value {
             record = record.payload(value);
         }
@@ -83,6 +118,39 @@ impl Outbox<'_> {
             }
         }
     }
+}
+
+/// Copies a record to the dead-letter topic with `extra` headers (which say
+/// who failed, how and why) inside the open transaction. A record so large
+/// that the copy with its extra headers would not fit goes without its
+/// value, marked `switchyard-dlq-value-dropped` with the value's size; the
+/// headers name where the original is.
+pub fn dead_letter(
+    outbox: &mut Outbox<'_>,
+    topic: &str,
+    message: &BorrowedMessage<'_>,
+    extra: &[(&str, &[u8])],
+) -> Result<(), KafkaError> {
+    let headers = crate::envelope::headers_plus(message.headers(), extra);
+    let size = message.key().map_or(0, <[u8]>::len)
+        + message.payload().map_or(0, <[u8]>::len)
+        + message.headers().map_or(0, |h| {
+            use rdkafka::message::Headers;
+            h.iter()
+                .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+                .sum()
+        })
+        + extra.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    // Room for the record's framing and batch overhead.
+    if size + 4096 > MAX_TOPIC_RECORD_BYTES {
+        let dropped = message.payload().map_or(0, <[u8]>::len).to_string();
+        let headers = headers.insert(rdkafka::message::Header {
+            key: "switchyard-dlq-value-dropped",
+            value: Some(dropped.as_bytes()),
+        });
+        return outbox.send(topic, None, message.key(), None, headers);
+    }
+    outbox.send(topic, None, message.key(), message.payload(), headers)
 }
 
 /// Settings of one loop.
@@ -349,6 +417,27 @@ fn run<P: Processor>(
         std::thread::sleep(*backoff);
         *backoff = (*backoff * 2).min(Duration::from_secs(5));
     };
+    // Records left to take one per transaction, the record of the open
+    // single-record transaction, and the record suspected of failing with
+    // its count of failed transactions.
+    let mut isolate_left = 0_usize;
+    let mut last_record: Option<(Partition, i64)> = None;
+    let mut suspect: Option<((Partition, i64), u32)> = None;
+    let mut last_failure = String::new();
+    let failed = |isolate_left: &mut usize,
+                  last_record: &mut Option<(Partition, i64)>,
+                  suspect: &mut Option<((Partition, i64), u32)>| {
+        if *isolate_left > 0
+            && let Some(record) = last_record.take()
+        {
+            match suspect {
+                Some((known, count)) if *known == record => *count += 1,
+                _ => *suspect = Some((record, 1)),
+            }
+        }
+        *isolate_left = ISOLATE_RECORDS;
+        *last_record = None;
+    };
     loop {
         let stopping = *shutdown_rx.borrow();
         let mut guard = transaction.lock().expect("transaction lock");
@@ -381,7 +470,12 @@ fn run<P: Processor>(
         let current = guard.as_mut().expect("producer present");
         let due = current.open
             && (stopping
-                || current.records >= config.max_records
+                || current.records
+                    >= if isolate_left > 0 {
+                        1
+                    } else {
+                        config.max_records
+                    }
                 || current.started.elapsed() >= config.commit_interval);
         if due {
             match commit(current, &consumer, timeout) {
@@ -389,9 +483,16 @@ fn run<P: Processor>(
                     processor.lock().expect("processor lock").committed();
                     count(status, Some(records));
                     backoff = Duration::from_millis(200);
+                    isolate_left = isolate_left.saturating_sub(records);
+                    if suspect.as_ref().map(|(record, _)| record) == last_record.as_ref() {
+                        suspect = None;
+                    }
+                    last_record = None;
                 }
                 Err(error) => {
-                    note_error(status, &format!("cannot commit a transaction: {error:#}"));
+                    last_failure = format!("cannot commit a transaction: {error:#}");
+                    note_error(status, &last_failure);
+                    failed(&mut isolate_left, &mut last_record, &mut suspect);
                     recover(&mut guard, &consumer, processor, timeout, status);
                     drop(guard);
                     if stopping {
@@ -422,6 +523,10 @@ fn run<P: Processor>(
             continue;
         };
         let partition = (message.topic().to_string(), message.partition());
+        let this = (partition.clone(), message.offset());
+        let poisoned = suspect
+            .as_ref()
+            .is_some_and(|(record, count)| *record == this && *count >= POISON_AFTER);
         let outcome = (|| -> anyhow::Result<()> {
             if !current.open {
                 current.producer.begin_transaction()?;
@@ -432,11 +537,24 @@ fn run<P: Processor>(
             let mut outbox = Outbox {
                 producer: &current.producer,
             };
-            processor
-                .lock()
-                .expect("processor lock")
-                .process(&message, &mut outbox)
+            let mut processor = processor.lock().expect("processor lock");
+            if poisoned {
+                tracing::error!(
+                    group = config.group,
+                    topic = this.0.0,
+                    partition = this.0.1,
+                    offset = this.1,
+                    reason = last_failure,
+                    "a record keeps failing; setting it aside"
+                );
+                processor.set_aside(&message, &mut outbox, &last_failure)
+            } else {
+                processor.process(&message, &mut outbox)
+            }
         })();
+        if isolate_left > 0 {
+            last_record = Some(this);
+        }
         // Even a failed record is where to come back to.
         current
             .first
@@ -448,7 +566,9 @@ fn run<P: Processor>(
                 current.records += 1;
             }
             Err(error) => {
-                note_error(status, &format!("cannot process a record: {error:#}"));
+                last_failure = format!("cannot process a record: {error:#}");
+                note_error(status, &last_failure);
+                failed(&mut isolate_left, &mut last_record, &mut suspect);
                 recover(&mut guard, &consumer, processor, timeout, status);
                 drop(guard);
                 pause(&mut backoff);

@@ -222,6 +222,12 @@ impl Kafka {
         Ok(())
     }
 
+    /// Forgets which topics are known to exist, so the next use of each asks
+    /// Kafka again (after a failure that may mean one was deleted).
+    pub fn forget_known_topics(&self) {
+        self.known_topics.lock().expect("topic set lock").clear();
+    }
+
     /// Writes one record and waits for the broker's acknowledgement.
     pub async fn produce(
         &self,

@@ -48,6 +48,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/routes:explain", post(explain_handler))
         .route("/v1/routes:dry-run", post(dry_run_handler))
         .route("/v1/routing", get(engine_status))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            app.config.http.max_body_bytes,
+        ))
         .with_state(app)
 }
 
@@ -78,16 +81,41 @@ pub async fn set_route(
     if let Some(plugin) = &route.plugin {
         check_router_plugin(app, &plugin.name)?;
     }
-    for topic in route.destinations.iter().filter(|t| !t.contains('*')) {
-        app.kafka
-            .ensure_topic(topic, TopicKind::Events)
-            .await
-            .map_err(|error| {
-                ApiError::new(
-                    Code::KafkaUnavailable,
-                    format!("cannot create destination `{topic}`: {error:#}"),
-                )
-            })?;
+    let limit = app.config.routing.max_routes;
+    if app.routes.get(id).is_err() && app.routes.len() >= limit {
+        return Err(ApiError::new(
+            Code::InvalidRoute,
+            format!(
+                "this cluster already has {limit} routes, the configured `routing.max_routes`; delete unused routes or raise the limit"
+            ),
+        ));
+    }
+    for (index, topic) in route.destinations.iter().enumerate() {
+        if topic.contains('*') {
+            continue;
+        }
+        if let Err(error) = app.kafka.ensure_topic(topic, TopicKind::Events).await {
+            // A name Kafka refuses for good (say, one that collides with an
+            // existing topic, `.` and `_` being alike to Kafka) is the
+            // route's fault; anything else is Kafka's.
+            return Err(
+                match error.downcast_ref::<crate::kafka::TopicCreationError>() {
+                    Some(creation) if creation.is_permanent() => ApiError::new(
+                        Code::InvalidRoute,
+                        format!(
+                            "destination `{topic}` is refused by Kafka: {}",
+                            creation.code
+                        ),
+                    )
+                    .with_field(format!("destinations[{index}]")),
+                    _ => ApiError::new(
+                        Code::KafkaUnavailable,
+                        format!("cannot create destination `{topic}`: {error:#}"),
+                    )
+                    .with_retry_after(std::time::Duration::from_secs(1)),
+                },
+            );
+        }
     }
     let (stored, created) = app.routes.put(route, if_revision).await?;
     tracing::info!(
@@ -207,6 +235,13 @@ pub async fn explain(app: &Arc<App>, request: ExplainRequest) -> Result<Explaine
         }
         (None, Some(position)) => {
             crate::nvo::check_topic(&position.topic)?;
+            if position.offset < 0 || position.partition < 0 {
+                return Err(ApiError::new(
+                    Code::MalformedRequest,
+                    "`position.partition` and `position.offset` must be 0 or more",
+                )
+                .with_field("position"));
+            }
             let app = Arc::clone(app);
             let plugins = running_plugins(&app);
             tokio::task::spawn_blocking(move || {
@@ -412,7 +447,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     };
     let text = value.to_str().unwrap_or_default().trim();
     if text == "*" {
-        return Ok(None);
+        return Ok(Some(crate::routing::store::ANY_REVISION));
     }
     text.trim_matches('"')
         .parse::<i64>()

@@ -45,7 +45,7 @@ use tokio::sync::watch;
 
 use self::state::{Entry, PartitionStore};
 use crate::config::AggregationConfig;
-use crate::envelope::{Envelope, PLUGIN_HEADER, headers_plus};
+use crate::envelope::{Envelope, PLUGIN_HEADER};
 use crate::exactly_once::{Loop, LoopConfig, LoopStatus, Outbox, Partition, Processor};
 use crate::kafka::{Kafka, TopicKind};
 use crate::pipeline::dlq;
@@ -518,7 +518,7 @@ impl Processor for AggregateProcessor {
             outbox.send(
                 &ready.topic,
                 None,
-                ready.envelope.key.as_bytes(),
+                Some(ready.envelope.key.as_bytes()),
                 Some(&ready.value),
                 ready.envelope.to_headers(),
             )?;
@@ -555,6 +555,16 @@ impl Processor for AggregateProcessor {
         c.expired.fetch_add(pending.expired, Ordering::Relaxed);
     }
 
+    fn set_aside(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        outbox: &mut Outbox<'_>,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let plugin = self.plugin_rx.borrow().clone();
+        self.dead_letter(&plugin, message, outbox, "undeliverable", reason)
+    }
+
     fn aborted(&mut self) {
         let mut stores = self.stores.lock().expect("stores lock");
         for (partition, key, before) in self.undo.drain(..).rev() {
@@ -588,7 +598,7 @@ impl AggregateProcessor {
         outbox.send(
             &self.changelog,
             Some(partition),
-            store_key.as_bytes(),
+            Some(store_key.as_bytes()),
             value.as_deref(),
             OwnedHeaders::new(),
         )?;
@@ -644,8 +654,11 @@ impl AggregateProcessor {
         self.pending.dead_lettered += 1;
         let partition = message.partition().to_string();
         let offset = message.offset().to_string();
-        let headers = headers_plus(
-            message.headers(),
+        let topic = self.parts.kafka.config().dead_letter_topic.clone();
+        crate::exactly_once::dead_letter(
+            outbox,
+            &topic,
+            message,
             &[
                 (dlq::PLUGIN, plugin.label().as_bytes()),
                 (dlq::CLASS, class.as_bytes()),
@@ -654,14 +667,6 @@ impl AggregateProcessor {
                 (dlq::PARTITION, partition.as_bytes()),
                 (dlq::OFFSET, offset.as_bytes()),
             ],
-        );
-        let topic = self.parts.kafka.config().dead_letter_topic.clone();
-        outbox.send(
-            &topic,
-            None,
-            message.key().unwrap_or_default(),
-            Some(message.payload().unwrap_or_default()),
-            headers,
         )?;
         tracing::info!(
             plugin = plugin.label(),

@@ -147,6 +147,18 @@ pub fn decide(
             return fail(class, failure.to_string(), reasons);
         }
     };
+    if let Some(bad) = topics
+        .iter()
+        .find(|topic| crate::nvo::check_topic(topic).is_err())
+    {
+        plugin.stats().record_refused_output();
+        let reason = format!(
+            "plugin `{label}` chose `{}`, which is not a valid Kafka topic name",
+            bad.escape_debug()
+        );
+        reasons.summary.clone_from(&reason);
+        return fail("invalid-output", reason, reasons);
+    }
     if let Some(bad) = topics.iter().find(|topic| !route.allows(topic)) {
         plugin.stats().record_refused_output();
         let reason = format!(

@@ -44,7 +44,7 @@ use super::store::RouteStore;
 use crate::config::{RoutingConfig, Start};
 use crate::envelope::{Envelope, ROUTE_HEADER, ROUTER_HEADER, headers_plus};
 use crate::exactly_once::{Loop, LoopConfig, LoopStatus, Outbox, Processor};
-use crate::kafka::{Kafka, TopicKind};
+use crate::kafka::{Kafka, TopicCreationError, TopicKind};
 use crate::pipeline::dlq;
 use crate::plugin::Plugin;
 use crate::plugin::supervisor::Supervisor;
@@ -170,10 +170,70 @@ impl Processor for RouteProcessor {
 
     fn aborted(&mut self) {
         self.pending.clear();
+        // A destination may have been deleted behind the host's back; ask
+        // Kafka again rather than trust the cache of created topics.
+        self.parts.kafka.forget_known_topics();
+    }
+
+    fn set_aside(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        outbox: &mut Outbox<'_>,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        Self::dead_letter(
+            &self.parts.kafka.config().dead_letter_topic,
+            &mut self.pending,
+            outbox,
+            message,
+            None,
+            "undeliverable",
+            reason,
+            None,
+        )
     }
 }
 
 impl RouteProcessor {
+    /// Copies the record to the dead-letter topic, naming the route (when
+    /// one failed), the class and the reason.
+    #[allow(clippy::too_many_arguments)]
+    fn dead_letter(
+        dead_letter_topic: &str,
+        pending: &mut BTreeMap<String, RouteCounters>,
+        outbox: &mut Outbox<'_>,
+        message: &BorrowedMessage<'_>,
+        route: Option<&str>,
+        class: &str,
+        reason: &str,
+        plugin: Option<&str>,
+    ) -> anyhow::Result<()> {
+        tracing::warn!(
+            route,
+            class,
+            reason,
+            "route failed on an event; dead-lettered"
+        );
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let mut extra: Vec<(&str, &[u8])> = vec![
+            (dlq::CLASS, class.as_bytes()),
+            (dlq::REASON, reason.as_bytes()),
+            (dlq::TOPIC, message.topic().as_bytes()),
+            (dlq::PARTITION, partition.as_bytes()),
+            (dlq::OFFSET, offset.as_bytes()),
+        ];
+        if let Some(route) = route {
+            extra.push((dlq::ROUTE, route.as_bytes()));
+            pending.entry(route.to_string()).or_default().dead_lettered += 1;
+        }
+        if let Some(plugin) = plugin {
+            extra.push((dlq::PLUGIN, plugin.as_bytes()));
+        }
+        crate::exactly_once::dead_letter(outbox, dead_letter_topic, message, &extra)?;
+        Ok(())
+    }
+
     /// Evaluates every route on one record and writes what they decide
     /// into the open transaction.
     fn route_record(
@@ -182,12 +242,27 @@ impl RouteProcessor {
         outbox: &mut Outbox<'_>,
     ) -> anyhow::Result<()> {
         let parts = &self.parts;
-        // A record that does not say its type is no event of ours to route.
-        let Ok(envelope) = Envelope::from_headers(message.headers(), message.key()) else {
-            return Ok(());
+        let routes = parts.routes.snapshot();
+        // A record whose headers do not say what it is cannot be matched to
+        // any route; while there are routes, it goes to the dead-letter
+        // topic once, rather than vanish.
+        let envelope = match Envelope::from_headers(message.headers(), message.key()) {
+            Ok(envelope) => envelope,
+            Err(error) if routes.values().any(|r| r.route.enabled) => {
+                return Self::dead_letter(
+                    &self.parts.kafka.config().dead_letter_topic,
+                    &mut self.pending,
+                    outbox,
+                    message,
+                    None,
+                    "undecodable",
+                    &format!("the record's CloudEvents headers are not readable: {error}"),
+                    None,
+                );
+            }
+            Err(_) => return Ok(()),
         };
         let (noun, verb) = (envelope.noun.as_str(), envelope.verb.as_str());
-        let routes = parts.routes.snapshot();
         let mut reading = routes
             .values()
             .filter(|stored| stored.route.enabled && stored.route.reads(noun, verb))
@@ -221,17 +296,47 @@ impl RouteProcessor {
                 plugin_event: &plugin_event,
             };
             let (decision, reasons) = decide(route, &candidate, &plugins);
-            let counters = self.pending.entry(route.id.clone()).or_default();
             match decision {
                 Decision::Skip => {}
                 Decision::Forward(mut topics) => {
-                    counters.matched += 1;
-                    counters.forwarded += topics.len() as u64;
                     topics.sort();
                     topics.dedup();
                     let router = reasons.plugin.as_deref();
+                    // A destination Kafka refuses for good (a bad name, one
+                    // that collides with an existing topic) fails this route
+                    // on this event only.
+                    let mut refused = None;
                     for topic in &topics {
-                        handle.block_on(parts.kafka.ensure_topic(topic, TopicKind::Events))?;
+                        if let Err(error) = crate::nvo::check_topic(topic) {
+                            refused = Some(error.detail);
+                            break;
+                        }
+                        if let Err(error) =
+                            handle.block_on(parts.kafka.ensure_topic(topic, TopicKind::Events))
+                        {
+                            match error.downcast_ref::<TopicCreationError>() {
+                                Some(creation) if creation.is_permanent() => {
+                                    refused = Some(creation.to_string());
+                                    break;
+                                }
+                                _ => return Err(error),
+                            }
+                        }
+                    }
+                    if let Some(reason) = refused {
+                        Self::dead_letter(
+                            &self.parts.kafka.config().dead_letter_topic,
+                            &mut self.pending,
+                            outbox,
+                            message,
+                            Some(&route.id),
+                            "undeliverable",
+                            &reason,
+                            router,
+                        )?;
+                        continue;
+                    }
+                    for topic in &topics {
                         let mut extra: Vec<(&str, &[u8])> =
                             vec![(ROUTE_HEADER, route.id.as_bytes())];
                         if let Some(label) = router {
@@ -240,46 +345,30 @@ impl RouteProcessor {
                         outbox.send(
                             topic,
                             None,
-                            message.key().unwrap_or_default(),
-                            Some(message.payload().unwrap_or_default()),
+                            message.key(),
+                            message.payload(),
                             headers_plus(message.headers(), &extra),
                         )?;
                         tracing::debug!(route = route.id, id = envelope.id, topic, "forwarded");
                     }
+                    let counters = self.pending.entry(route.id.clone()).or_default();
+                    counters.matched += 1;
+                    counters.forwarded += topics.len() as u64;
                 }
                 Decision::Fail {
                     class,
                     reason,
                     plugin,
                 } => {
-                    counters.dead_lettered += 1;
-                    tracing::warn!(
-                        route = route.id,
-                        id = envelope.id,
+                    Self::dead_letter(
+                        &self.parts.kafka.config().dead_letter_topic,
+                        &mut self.pending,
+                        outbox,
+                        message,
+                        Some(&route.id),
                         class,
-                        reason,
-                        "route failed on an event; dead-lettered"
-                    );
-                    let topic = parts.kafka.config().dead_letter_topic.clone();
-                    let partition = message.partition().to_string();
-                    let offset = message.offset().to_string();
-                    let mut extra: Vec<(&str, &[u8])> = vec![
-                        (dlq::ROUTE, route.id.as_bytes()),
-                        (dlq::CLASS, class.as_bytes()),
-                        (dlq::REASON, reason.as_bytes()),
-                        (dlq::TOPIC, message.topic().as_bytes()),
-                        (dlq::PARTITION, partition.as_bytes()),
-                        (dlq::OFFSET, offset.as_bytes()),
-                    ];
-                    if let Some(plugin) = &plugin {
-                        extra.push((dlq::PLUGIN, plugin.as_bytes()));
-                    }
-                    outbox.send(
-                        &topic,
-                        None,
-                        message.key().unwrap_or_default(),
-                        Some(message.payload().unwrap_or_default()),
-                        headers_plus(message.headers(), &extra),
+                        &reason,
+                        plugin.as_deref(),
                     )?;
                 }
             }

@@ -6,19 +6,22 @@
 //! as its reader sees the record, well within the two seconds the design
 //! allows; the routing engine takes each change between two records.
 //!
-//! Known limit: two admins changing the same route at the same moment on two
-//! instances both succeed, and the later record wins. `If-Match` with the
-//! revision narrows the window to the time one write takes.
+//! Known limit: writes are serialized per instance only; two admins
+//! changing the same route at the same moment through two instances both
+//! succeed, and the later record wins (`If-Match` narrows that window to
+//! the time one write takes).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-
-use tokio::sync::watch;
 
 use super::route::{Route, StoredRoute};
 use crate::error::{ApiError, Code};
 use crate::kafka::Kafka;
 use crate::table::GlobalTable;
+
+/// The `if_revision` of [`RouteStore::put`] meaning "whatever revision,
+/// as long as the route exists" (`If-Match: *`).
+pub const ANY_REVISION: i64 = -1;
 
 /// Every route, by id, as this instance knows them.
 pub type Routes = BTreeMap<String, Arc<StoredRoute>>;
@@ -26,16 +29,33 @@ pub type Routes = BTreeMap<String, Arc<StoredRoute>>;
 /// See the module docs.
 pub struct RouteStore {
     table: GlobalTable,
-    routes_rx: watch::Receiver<Arc<Routes>>,
+    live: Arc<Live>,
+    /// Serializes this instance's writes, so a conditional write checks and
+    /// writes without another write of this instance in between.
+    writes: tokio::sync::Mutex<()>,
+}
+
+/// The routes as applied, and the last snapshot handed out. Applying a
+/// record only bumps a version; a snapshot is copied when someone asks for
+/// it after a change, so reading a long routes topic at start-up stays
+/// linear.
+struct Live {
+    routes: RwLock<Routes>,
+    version: std::sync::atomic::AtomicU64,
+    snapshot: std::sync::Mutex<(u64, Arc<Routes>)>,
 }
 
 impl RouteStore {
     /// Reads the routes topic to its end and follows it.
     pub async fn start(kafka: Arc<Kafka>, topic: &str) -> anyhow::Result<RouteStore> {
-        let (routes_tx, routes_rx) = watch::channel(Arc::new(Routes::new()));
-        let routes = Arc::new(RwLock::new(Routes::new()));
+        let live = Arc::new(Live {
+            routes: RwLock::new(Routes::new()),
+            version: std::sync::atomic::AtomicU64::new(0),
+            snapshot: std::sync::Mutex::new((0, Arc::new(Routes::new()))),
+        });
+        let applied = Arc::clone(&live);
         let apply = Box::new(move |key: &str, value: Option<&[u8]>, offset: i64| {
-            let mut routes = routes.write().expect("routes lock");
+            let mut routes = applied.routes.write().expect("routes lock");
             match value {
                 None => {
                     routes.remove(key);
@@ -52,23 +72,39 @@ impl RouteStore {
                     routes.insert(key.to_string(), Arc::new(stored));
                 }
             }
-            // Readers get an immutable snapshot: the engine evaluates one
-            // record against one consistent set of routes.
-            routes_tx.send_replace(Arc::new(routes.clone()));
+            applied
+                .version
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
             Ok(())
         });
         let table = GlobalTable::start(kafka, topic, apply).await?;
-        Ok(RouteStore { table, routes_rx })
+        Ok(RouteStore {
+            table,
+            live,
+            writes: tokio::sync::Mutex::new(()),
+        })
     }
 
-    /// The routes now.
+    /// The routes now, as an immutable snapshot: the engine evaluates one
+    /// record against one consistent set of routes.
     pub fn snapshot(&self) -> Arc<Routes> {
-        self.routes_rx.borrow().clone()
+        let mut cached = self.live.snapshot.lock().expect("snapshot lock");
+        let routes = self.live.routes.read().expect("routes lock");
+        let version = self.live.version.load(std::sync::atomic::Ordering::Acquire);
+        if cached.0 != version {
+            *cached = (version, Arc::new(routes.clone()));
+        }
+        Arc::clone(&cached.1)
     }
 
-    /// A receiver that sees every new snapshot.
-    pub fn watch(&self) -> watch::Receiver<Arc<Routes>> {
-        self.routes_rx.clone()
+    /// How many routes there are.
+    pub fn len(&self) -> usize {
+        self.live.routes.read().expect("routes lock").len()
+    }
+
+    /// Whether there are no routes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// One route.
@@ -88,12 +124,19 @@ impl RouteStore {
         route: Route,
         if_revision: Option<i64>,
     ) -> Result<(StoredRoute, bool), ApiError> {
+        let _serialized = self.writes.lock().await;
         let existing = self.snapshot().get(&route.id).cloned();
         if let Some(expected) = if_revision {
             let current = existing.as_ref().map_or(0, |r| r.revision);
-            if current != expected {
+            // -1 stands for `If-Match: *`: any stored revision.
+            let holds = if expected == ANY_REVISION {
+                current != 0
+            } else {
+                current == expected
+            };
+            if !holds {
                 return Err(ApiError::new(
-                    Code::Conflict,
+                    Code::PreconditionFailed,
                     format!(
                         "route `{}` is at revision {current}, not {expected}; read it again and reapply your change",
                         route.id
@@ -114,6 +157,7 @@ impl RouteStore {
 
     /// Removes a route.
     pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
+        let _serialized = self.writes.lock().await;
         self.get(id)?;
         self.table.write(id, None).await?;
         Ok(())

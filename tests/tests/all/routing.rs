@@ -505,7 +505,7 @@ async fn bad_routes_are_refused_with_the_field_to_fix() {
         .send()
         .await
         .unwrap();
-    assert_eq!(stale.status(), 409);
+    assert_eq!(stale.status(), 412);
     let fresh = reqwest::Client::new()
         .put(host.url(&format!("/v1/routes/{id}")))
         .header("If-Match", etag)
@@ -692,4 +692,121 @@ async fn the_cli_sets_lists_explains_and_deletes_routes() {
         cli::run_route("http://127.0.0.1:9", RouteAction::List(None), Output::Text).await,
         ExitCode::from(4)
     );
+}
+
+/// A destination that refuses an event for good (here, an existing topic
+/// whose `max.message.bytes` is smaller than the event) must not stop the
+/// engine: after a few failed transactions the event is set aside in the
+/// dead-letter topic, and events behind it, on every route, keep flowing.
+/// A router plugin that picks a topic name Kafka cannot take fails only
+/// that route, on that event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_refuses_an_event_does_not_stop_routing() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let cluster = unique("routes");
+    let host = start_host(&cluster).await;
+    wait_for_routing(&host, "claim", Duration::from_secs(60)).await;
+    let run = unique("clm");
+    let tag = &run[run.len() - 10..];
+    let small = format!("small.{tag}");
+    let admin: AdminClient<_> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    admin
+        .create_topics(
+            [
+                &NewTopic::new(&small, 1, TopicReplication::Fixed(1))
+                    .set("max.message.bytes", "100"),
+            ],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let only_ours = json!({"claim_id": [{"prefix": run}]});
+    let (status, body) = put_route(
+        &host,
+        &format!("small-{tag}"),
+        &json!({"owner": "t", "source": {"nouns": ["claim"]}, "filter": {"claim_id": [format!("{run}-big")]}, "destinations": [small]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let canary = format!("canary.{tag}");
+    assert_eq!(
+        put_route(
+            &host,
+            &format!("canary-{tag}"),
+            &json!({"owner": "t", "source": {"nouns": ["claim"]}, "filter": only_ours, "destinations": [canary]}),
+        )
+        .await
+        .0,
+        201
+    );
+    let bad_name = json!({
+        "owner": "t", "source": {"nouns": ["claim"], "verbs": ["status-changed"]}, "filter": only_ours,
+        "plugin": {"name": "portal-router", "config": {"prefix": "portal.x y"}},
+        "destinations": ["portal.*"]
+    });
+    assert_eq!(
+        put_route(&host, &format!("bad-name-{tag}"), &bad_name)
+            .await
+            .0,
+        201
+    );
+
+    let mut dead = SseReader::connect(&host.url("/v1/topics/switchyard.dead-letter/events"), None)
+        .await
+        .unwrap();
+    // Larger than 100 bytes with its headers: refused by `small.*` for good.
+    let big = publish_status(&host, &format!("{run}-big"), "1234567890", "F1").await;
+    let after = publish_status(&host, &format!("{run}-after"), "1234567890", "F1").await;
+
+    let mut classes = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while classes.len() < 2 && Instant::now() < deadline {
+        if let Some(frame) = dead.next(Duration::from_secs(1)).await
+            && frame.event.as_deref().is_some_and(|e| e.contains('.'))
+        {
+            let event = frame.json();
+            if event["key"].as_str().is_some_and(|k| k.starts_with(&run)) {
+                let extensions = &event["extensions"];
+                classes.insert(
+                    (
+                        event["id"].as_str().unwrap().to_string(),
+                        extensions["switchyard-dlq-route"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string(),
+                    ),
+                    extensions["switchyard-dlq-class"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    // The plugin's unusable choice fails its own route only.
+    assert_eq!(
+        classes
+            .get(&(after.clone(), format!("bad-name-{tag}")))
+            .map(String::as_str),
+        Some("invalid-output"),
+        "{classes:?}"
+    );
+    // The event no transaction could carry was set aside, whole: the
+    // set-aside copy stands in for every route's handling of it.
+    assert_eq!(
+        classes
+            .get(&(big.clone(), String::new()))
+            .map(String::as_str),
+        Some("undeliverable"),
+        "{classes:?}"
+    );
+    // And the one behind it went everywhere it could.
+    let events = read_topic(&host, &canary, 1, Duration::from_secs(1)).await;
+    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&after.as_str()), "{events:#?}");
+    let events = read_topic(&host, &small, 0, Duration::from_secs(1)).await;
+    assert!(events.iter().all(|e| e["id"] != big.as_str()));
 }
