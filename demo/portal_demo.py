@@ -49,6 +49,7 @@ lock = threading.Lock()
 published = {}  # edi event id -> file name
 lines_by_file = {}
 dead_by_file = {}
+claims = set()  # claim ids seen on the portals
 last_activity = [time.time()]
 
 
@@ -101,6 +102,7 @@ def watch_portal(base, topic):
         line = (f"[portal {provider:>13}] claim {o['claim_id']:<14} {category}:{o['status_code']:<4} "
                 f"{meaning:<45} billed {billed:>8}  paid {paid:>8}  ({file})")
         lines_by_file.setdefault(file, []).append(line)
+        claims.add(o["claim_id"])
         say(line)
 
     sse(base, f"/v1/topics/{topic}/events?start=earliest", on_frame)
@@ -171,6 +173,28 @@ def main():
         elif file in published.values():
             print(f"  {file}: valid, but reports no claim-level status")
     print(f"  {total} claim statuses reached the providers' portals")
+
+    # The claim appeal aggregator folds every status into a per-claim view;
+    # any instance answers for any claim.
+    print("\nclaim appeals (from the aggregator's state)")
+    for claim in sorted(claims):
+        url = f"{base}/v1/aggregates/claim-appeal-aggregator/{urllib.parse.quote(claim, safe='')}"
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen(url) as response:
+                    state = json.load(response)["states"][0]["state"]
+                break
+            except urllib.error.HTTPError:
+                time.sleep(0.2)
+        else:
+            print(f"  {claim}: no state yet")
+            continue
+        history = state.get("history", [])
+        last = history[-1] if history else {}
+        spent = ", ".join(f"{k} {v // 60000} min" for k, v in state.get("millis_in_status", {}).items())
+        print(f"  {claim:<14} now {last.get('category', '-')}:{last.get('code', '-'):<4} "
+              f"after {len(history)} status report(s), {state.get('reconsiderations', 0)} reconsideration(s)"
+              + (f"; time in earlier statuses: {spent}" if spent else ""))
 
 
 if __name__ == "__main__":
