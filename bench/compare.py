@@ -97,7 +97,14 @@ def proc_ticks(pid):
 
 
 def vm(pid):
-    return runtools.rss(pid)
+    """VmRSS, VmHWM, RssAnon, RssFile, RssShmem of a process, in bytes."""
+    values = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+                values[name] = int(rest.split()[0]) * 1024
+    return values
 
 
 def thread_ticks(pid):
@@ -632,7 +639,10 @@ def run_kstreams(args, ctx, rnd):
         else:
             t = thread_ticks(java_pid)
             if t:
-                snapshots.append((time.time(), t))
+                try:
+                    snapshots.append((time.time(), t, vm(java_pid)))
+                except (FileNotFoundError, ProcessLookupError):
+                    pass
         time.sleep(0.05 if java_pid is None else 0.5)
     out = proc.stdout.read()
     reader.join(5)
@@ -643,8 +653,10 @@ def run_kstreams(args, ctx, rnd):
     result = json.loads(line)
     start = java_seen or t_launch
     done = start + result["seconds"]
-    before = [t for when, t in snapshots if when <= done]
-    threads = before[-1] if before else (snapshots[-1][1] if snapshots else collections.Counter())
+    before = [(t, m) for when, t, m in snapshots if when <= done]
+    if not before and snapshots:
+        before = [snapshots[-1][1:]]
+    threads, memory = before[-1] if before else (collections.Counter(), {})
     return {
         "system": "a", "round": rnd, "events": result["events"], "seconds": result["seconds"],
         "events_per_second": result["events_per_second"],
@@ -652,6 +664,7 @@ def run_kstreams(args, ctx, rnd):
         "cpu_seconds": result["cpu_seconds"], "peak_rss_bytes": result["peak_rss_bytes"],
         "vmhwm_bytes": result["vmhwm_bytes"], "max_sampled_rss_bytes": result["max_sampled_rss_bytes"],
         "correct": result["correct"], "check": "".join(l for l in stderr_lines if "check:" in l).strip(),
+        "rss_anon_bytes": memory.get("RssAnon"), "rss_file_bytes": memory.get("RssFile"),
         "threads": top_threads(threads), "loadavg_before": load,
         "machine": machine_window(ctx, start, done, result["cpu_seconds"]),
         "jvm_opts": result.get("jvm_opts"), "jvm_ergonomic_flags": result.get("jvm_ergonomic_flags"),
@@ -773,6 +786,7 @@ def run_switchyard(args, ctx, system, rnd):
             "cpu_seconds": round(ticks / CLK_TCK, 2),
             "peak_rss_bytes": max(status["VmHWM"], max_rss),
             "vmhwm_bytes": status["VmHWM"], "max_sampled_rss_bytes": max_rss,
+            "rss_anon_bytes": status.get("RssAnon"), "rss_file_bytes": status.get("RssFile"),
             "threads": top_threads(threads),
             "machine": machine_window(ctx, start, done, round(ticks / CLK_TCK, 2)),
         })
@@ -980,6 +994,13 @@ def median(values):
     return statistics.median(values) if values else None
 
 
+def anon_file(r):
+    a, f = r.get("rss_anon_bytes"), r.get("rss_file_bytes")
+    if a is None or f is None:
+        return "—"
+    return f"{a / 1e6:.0f} / {f / 1e6:.0f} MB"
+
+
 def pct(v):
     return "—" if v is None else f"{v * 100:.0f} %"
 
@@ -1178,21 +1199,22 @@ def write_report(args, ctx, results):
     w("")
     w("## Per run")
     w("")
-    w("| Run | round | events/s | seconds | after ready | CPU s | peak RSS | VmHWM | broker CPU s | other load | load avg before | correct |")
-    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    w("| Run | round | events/s | seconds | after ready | CPU s | peak RSS | VmHWM | RSS anon / file at the end | broker CPU s | other load | load avg before | correct |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     for r in results:
         if "seconds" not in r:
-            w(f"| {r['system']} | {r.get('round')} | failed: {r.get('error')} | | | | | | | | | |")
+            w(f"| {r['system']} | {r.get('round')} | failed: {r.get('error')} | | | | | | | | | | |")
             continue
         after = r.get("seconds_after_ready")
         w(f"| {r['system']} | {r['round']} | {r['events_per_second']:,.0f} | {r['seconds']:.2f} | "
           f"{'—' if after is None else f'{after:.2f}'} | {r['cpu_seconds']:.2f} | {r['peak_rss_bytes'] / 1e6:.0f} MB | "
-          f"{r['vmhwm_bytes'] / 1e6:.0f} MB | {r.get('machine', {}).get('broker_cpu_seconds', '—')} | "
+          f"{r['vmhwm_bytes'] / 1e6:.0f} MB | {anon_file(r)} | {r.get('machine', {}).get('broker_cpu_seconds', '—')} | "
           f"{pct(r.get('machine', {}).get('others_share'))} | "
           f"{r.get('loadavg_before')} | {'yes' if r.get('correct') else 'NO'} |")
     w("")
     w("*after ready*: a — from the app's first RUNNING state; Switchyard — from the moment `/healthz` "
-      "first answered.")
+      "first answered. *RSS anon / file*: anonymous memory (heaps, buffers) and file-backed pages (the "
+      "program and its libraries) resident when the run was done (for a, from the last sample before it).")
     w("")
     w("## Where the CPU went (last round, CPU seconds by thread name)")
     w("")

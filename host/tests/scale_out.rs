@@ -5,10 +5,10 @@
 //! `read_committed` mode), and every final aggregate must equal what is
 //! computed offline from the input.
 //!
-//! The inputs go to a noun of the test's own (a copy of `claim`'s schemas
-//! under another name), so the 100,000 events do not land in the `claim`
-//! topic that other tests' pipelines read; the aggregator's summaries are
-//! `claim.appeal-summary-updated` events as always.
+//! The inputs and the aggregator's summaries go to a noun of the test's
+//! own (a copy of `claim`'s schemas under another name, and the
+//! aggregator's `output_noun`), so the 200,000 records do not land in the
+//! `claim` topic that other tests' pipelines read.
 //!
 //! Needs the local stack's Kafka (`scripts/stack.sh up`) and the plugins
 //! that the tests crate builds (`scripts/test.sh` builds both).
@@ -322,7 +322,7 @@ fn routing_and_aggregation_stay_exactly_once_when_an_instance_is_killed() {
     let schemas = schemas.display().to_string();
     std::fs::write(
         plugins.join(format!("{aggregator}.toml")),
-        format!("{manifest}\nstart = \"latest\"\n"),
+        format!("{manifest}\nstart = \"latest\"\n[config]\noutput_noun = \"{noun}\"\n"),
     )
     .unwrap();
     let config = dir.join("host.toml");
@@ -363,7 +363,7 @@ fn routing_and_aggregation_stay_exactly_once_when_an_instance_is_killed() {
         .set("bootstrap.servers", kafka())
         .create()
         .unwrap();
-    let claim_start = ends(&probe, "claim");
+    let summary_start = ends(&probe, &noun);
     let destination_start = ends(&probe, &destination);
 
     // Offline: what every claim's aggregate must end as.
@@ -440,8 +440,8 @@ fn routing_and_aggregation_stay_exactly_once_when_an_instance_is_killed() {
     let label = format!("{aggregator}@");
     let mut summarized: HashMap<String, usize> = HashMap::new();
     let kept = read_committed(
-        "claim",
-        &claim_start,
+        &noun,
+        &summary_start,
         EVENTS,
         Duration::from_secs(240),
         |message| {

@@ -10,8 +10,8 @@
 pub mod summary;
 
 use switchyard_plugin_sdk::{
-    AggregateResult, Aggregator, ConfigEntry, Emitted, Event, PluginError, export_aggregator,
-    state_or_default,
+    AggregateResult, Aggregator, ConfigEntry, Emitted, Event, PluginError, config_value,
+    export_aggregator, state_or_default,
 };
 
 use crate::summary::{StatusReport, Summary, parse_rfc3339_millis};
@@ -43,7 +43,7 @@ impl Aggregator for ClaimAppealAggregator {
     fn aggregate(
         event: Event,
         state: Option<String>,
-        _config: Vec<ConfigEntry>,
+        config: Vec<ConfigEntry>,
     ) -> Result<AggregateResult, PluginError> {
         let mut summary: Summary = state_or_default(state)?;
         let at_millis = parse_rfc3339_millis(&event.metadata.time).ok_or_else(|| {
@@ -84,8 +84,10 @@ impl Aggregator for ClaimAppealAggregator {
                 });
             }
         }
+        // `output_noun` (default `claim`) names where summaries go, for a
+        // deployment that keeps them apart from the claims themselves.
         let emitted = Emitted::new(
-            "claim",
+            config_value(&config, "output_noun").unwrap_or("claim"),
             "appeal-summary-updated",
             &event.metadata.key,
             &summary.to_object(),

@@ -383,7 +383,7 @@ async fn a_plugin_that_keeps_failing_is_paused_and_resumed_by_an_admin() {
     .unwrap();
     std::fs::write(
         dir.join("flaky.toml"),
-        format!("name = \"{name}\"\nversion = \"1.0.0\"\nkind = \"router\"\nsource = [\"claim.reconsideration-received\"]\nstart = \"latest\"\n[limits]\nfailure_window_calls = 4\nfailure_pause_ratio = 0.5\n[config]\nmode = \"panic\"\nonly_key = \"{key}\"\n"),
+        format!("name = \"{name}\"\nversion = \"1.0.0\"\nkind = \"router\"\nsource = [\"claim.reconsideration-received\"]\n[limits]\nfailure_window_calls = 4\nfailure_pause_ratio = 0.5\n[config]\nmode = \"panic\"\nonly_key = \"{key}\"\n"),
     )
     .unwrap();
 
