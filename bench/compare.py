@@ -24,6 +24,8 @@ What it does, on the broker at --bootstrap (its own, on loopback):
    b   Switchyard routing + the claim appeal aggregator
    b goes last in a round because the aggregator appends its summaries to
    `claim`; the input is rebuilt from a snapshot before the next round.
+   Before each run it waits (up to --quiet-max s) for a moment when other
+   processes on the machine use less than --quiet-share of its CPUs.
    Every run: wall time from process start until the consumer groups'
    committed offsets reach the input's end offsets (as they were before the
    run), peak RSS (VmHWM and VmRSS sampled every 200 ms), CPU time (utime +
@@ -199,6 +201,23 @@ def machine_window(ctx, start, done, own_cpu):
         others = w["machine_cpu_seconds"] - own_cpu - w["broker_cpu_seconds"]
         w["others_share"] = round(max(others, 0) / (w["window_seconds"] * w["cores"]), 3)
     return w
+
+
+def wait_quiet(args, ctx):
+    """Waits (at most --quiet-max seconds) until, over 3 s, processes other
+    than the broker use less than --quiet-share of all CPUs; returns
+    (seconds waited, the share when it went on)."""
+    t0 = time.time()
+    while True:
+        b0 = proc_ticks(args.broker_pid) if args.broker_pid else 0
+        busy0, total0 = system_ticks()
+        time.sleep(3)
+        b1 = proc_ticks(args.broker_pid) if args.broker_pid else 0
+        busy1, total1 = system_ticks()
+        share = max((busy1 - busy0) - (b1 - b0), 0) / max(total1 - total0, 1)
+        if share < args.quiet_share or time.time() - t0 >= args.quiet_max:
+            return round(time.time() - t0, 1), round(share, 3)
+        log(f"  the machine is busy ({share * 100:.0f} % of all CPUs used by other processes); waiting")
 
 
 def loadavg():
@@ -626,24 +645,15 @@ def run_kstreams(args, ctx, rnd):
     load = loadavg()
     t_launch = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    # Find the JVM (run.sh's java child) to sample its threads.
-    java_pid, java_seen, snapshots = None, None, []
     stderr_lines = []
     reader = threading.Thread(target=lambda: stderr_lines.extend(proc.stderr), daemon=True)
     reader.start()
-    while proc.poll() is None:
-        if java_pid is None:
-            for pid, name in children(proc.pid):
-                if name == "java":
-                    java_pid, java_seen = pid, time.time()
-        else:
-            t = thread_ticks(java_pid)
-            if t:
-                try:
-                    snapshots.append((time.time(), t, vm(java_pid)))
-                except (FileNotFoundError, ProcessLookupError):
-                    pass
-        time.sleep(0.05 if java_pid is None else 0.5)
+    try:
+        java_pid, java_seen, snapshots = watch_jvm(proc)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()  # run.sh's trap stops the JVM and cleans up
+            proc.wait(120)
     out = proc.stdout.read()
     reader.join(5)
     line = next((l for l in out.splitlines() if l.startswith("{")), None)
@@ -673,6 +683,27 @@ def run_kstreams(args, ctx, rnd):
                      "commit_interval_ms": result.get("commit_interval_ms"),
                      "processing.guarantee": "exactly_once_v2"},
     }
+
+
+def watch_jvm(proc):
+    """Until run.sh ends: finds its JVM (the `java` child) and samples the
+    JVM's CPU per thread and its memory every 500 ms. Returns (pid, when it
+    was first seen, [(time, thread ticks, memory)])."""
+    java_pid, java_seen, snapshots = None, None, []
+    while proc.poll() is None:
+        if java_pid is None:
+            for pid, name in children(proc.pid):
+                if name == "java":
+                    java_pid, java_seen = pid, time.time()
+        else:
+            t = thread_ticks(java_pid)
+            if t:
+                try:
+                    snapshots.append((time.time(), t, vm(java_pid)))
+                except (FileNotFoundError, ProcessLookupError):
+                    pass
+        time.sleep(0.05 if java_pid is None else 0.5)
+    return java_pid, java_seen, snapshots
 
 
 def top_threads(counter, n=8):
@@ -989,6 +1020,15 @@ def restore_input(args, ctx):
 # The report
 
 
+def file_sha256(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -1056,6 +1096,10 @@ def write_report(args, ctx, results):
     w("bash bench/compare.sh --rounds 1 --events 20000 --claims 1000   # a quicker look")
     w("```")
     w("")
+    if ctx.get("interrupted"):
+        w(f"**The benchmark stopped early** ({ctx['interrupted']}) after {len(results)} run(s); what follows "
+          "covers those only.")
+        w("")
     if args.host_set or args.perf:
         w(f"**Experiment, not the benchmark's defaults:** "
           + (f"Switchyard hosts ran with {', '.join('`' + x + '`' for x in args.host_set)}. " if args.host_set else "")
@@ -1160,8 +1204,11 @@ def write_report(args, ctx, results):
       f"defaults), which chose `{jvm_flags}`. Outputs: routed records to `bench.routed`, one JSON summary "
       "per event to `bench.summaries`.")
     w("")
+    st = os.stat(args.bin)
     w(f"**Switchyard** — the release binary `{args.bin}` (copied from "
-      "`target-bench/release/switchyard`), `switchyard serve --config <file>`; every key not in the file at "
+      f"`target-bench/release/switchyard`, built {dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc):%Y-%m-%d %H:%M} UTC "
+      f"from the work tree of that moment, sha256 `{file_sha256(args.bin)[:16]}…`), "
+      "`switchyard serve --config <file>`; every key not in the file at "
       "its default (no `SWITCHYARD__*` variables reach the host). The file of run b:")
     w("")
     b_runs = [r for r in results if r["system"] == "b"]
@@ -1212,6 +1259,15 @@ def write_report(args, ctx, results):
           f"{pct(r.get('machine', {}).get('others_share'))} | "
           f"{r.get('loadavg_before')} | {'yes' if r.get('correct') else 'NO'} |")
     w("")
+    waits = [r.get("quiet_wait", {}) for r in results]
+    if waits:
+        long_waits = [w_ for w_ in waits if w_.get("seconds", 0) >= args.quiet_max]
+        w(f"Before each run the benchmark waited until other processes used less than "
+          f"{args.quiet_share * 100:.0f} % of all CPUs over 3 s (at most {args.quiet_max:.0f} s): it waited "
+          f"{sum(w_.get('seconds', 0) for w_ in waits):.0f} s in all"
+          + (f", and {len(long_waits)} run(s) started without the machine getting that quiet." if long_waits else ".")
+          + " That only chooses a quiet moment to start; other work may still start during a run (*other load*).")
+        w("")
     w("*after ready*: a — from the app's first RUNNING state; Switchyard — from the moment `/healthz` "
       "first answered. *RSS anon / file*: anonymous memory (heaps, buffers) and file-backed pages (the "
       "program and its libraries) resident when the run was done (for a, from the last sample before it).")
@@ -1373,6 +1429,10 @@ def main():
     ap.add_argument("--systems", default="acdeb", help="which runs, in this order (default acdeb)")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--settle", type=float, default=5, help="seconds of pause before each run")
+    ap.add_argument("--quiet-share", type=float, default=0.25,
+                    help="before each run, wait until other processes use less than this share of all "
+                         "CPUs (default 0.25)")
+    ap.add_argument("--quiet-max", type=float, default=300, help="but at most this many seconds (default 300)")
     ap.add_argument("--host-set", action="append", metavar="SECTION.KEY=VALUE",
                     help="a Switchyard setting for the measured hosts (repeatable; for experiments: "
                          "the report then does not show defaults)")
@@ -1391,6 +1451,14 @@ def main():
     background.start()
     ctx["background"] = background
     results = []
+
+    def terminated(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    # A SIGTERM unwinds like an error: hosts are stopped, the report says
+    # what finished.
+    signal.signal(signal.SIGTERM, terminated)
+    interrupted = None
     try:
         setup(args, ctx)
         for rnd in range(1, args.rounds + 1):
@@ -1402,18 +1470,26 @@ def main():
                         raise RuntimeError("`claim` has grown and there is no snapshot to restore it from; "
                                            "put b last or use --rounds > 1")
                 time.sleep(args.settle)
+                waited, share = wait_quiet(args, ctx)
                 if system == "a":
                     r = run_kstreams(args, ctx, rnd)
                     log(f"round {rnd}, a: {summarize(r)}")
                 else:
                     r = run_switchyard(args, ctx, system, rnd)
+                r["quiet_wait"] = {"seconds": waited, "others_share_before": share}
                 results.append(r)
                 with open(work / "results.json", "w") as f:
                     json.dump({"results": results, "expect_summary": {k: v for k, v in ctx["expect"].items()
                                                                        if k not in ("summaries",)}},
                               f, indent=1, default=str)
+    except (Exception, SystemExit, KeyboardInterrupt) as e:
+        interrupted = f"{type(e).__name__}: {e}"
+        log(f"stopped early: {interrupted}")
+        if "expect" not in ctx:
+            raise
     finally:
         background.stop.set()
+    ctx["interrupted"] = interrupted
     text = write_report(args, ctx, results)
     (work / "report-draft.md").write_text(text)
     with open(work / "results.json", "w") as f:
@@ -1424,6 +1500,8 @@ def main():
     log(f"report written to {args.report}")
     for k, v in (ctx.get("ratios") or {}).items():
         log(f"  {k}: {v}")
+    if interrupted:
+        return 1
     return 0 if all(r.get("correct") for r in results) else 1
 
 
