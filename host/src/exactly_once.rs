@@ -24,7 +24,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -242,6 +244,8 @@ impl Loop {
 
 /// The open transaction and what it holds.
 struct Transaction {
+    /// The loop's consumer group, for logs.
+    group: String,
     producer: ThreadedProducer<DefaultProducerContext>,
     open: bool,
     started: Instant,
@@ -252,10 +256,19 @@ struct Transaction {
     first: BTreeMap<Partition, i64>,
 }
 
+/// The group generation that the current assignment belongs to, taken
+/// when the partitions were assigned. Commits name this generation rather
+/// than the consumer's membership at commit time: a member that was thrown
+/// out of the group has no generation (-1) and no member id, and Kafka
+/// accepts a transactional offset commit without them unchecked, so a
+/// zombie committing with its *current* metadata would not be fenced.
+type Generation = Arc<Mutex<Option<ConsumerGroupMetadata>>>;
+
 /// Ends the open transaction before partitions are taken away, and tells
 /// the processor about assignments.
 struct RebalanceHook<P: Processor> {
     transaction: Arc<Mutex<Option<Transaction>>>,
+    generation: Generation,
     processor: Arc<Mutex<P>>,
     status: Arc<Mutex<LoopStatus>>,
     timeout: Duration,
@@ -275,12 +288,22 @@ impl<P: Processor> ConsumerContext for RebalanceHook<P> {
         if let Rebalance::Revoke(revoked) = rebalance {
             let mut guard = self.transaction.lock().expect("transaction lock");
             let mut processor = self.processor.lock().expect("processor lock");
+            let generation = self.generation.lock().expect("generation lock").take();
             if let Some(transaction) = guard.as_mut()
                 && transaction.open
             {
                 // The records of revoked partitions are either committed now
-                // or left to the next owner; never half.
-                match commit(transaction, consumer, self.timeout) {
+                // or left to the next owner; never half. Partitions that
+                // were lost (this member was thrown out of the group) may
+                // already be someone else's: never commit for them.
+                let committed = if consumer.assignment_lost() {
+                    Err(anyhow::anyhow!(
+                        "the assignment was lost (this instance left the group)"
+                    ))
+                } else {
+                    commit(transaction, generation.as_ref(), self.timeout)
+                };
+                match committed {
                     Ok(records) => {
                         processor.committed();
                         count(&self.status, Some(records));
@@ -301,9 +324,10 @@ impl<P: Processor> ConsumerContext for RebalanceHook<P> {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(assigned) => {
+                *self.generation.lock().expect("generation lock") = consumer.group_metadata();
                 let partitions = partitions_of(assigned);
                 self.processor
                     .lock()
@@ -379,6 +403,7 @@ fn run<P: Processor>(
 ) {
     let timeout = config.transaction_timeout / 2;
     let transaction: Arc<Mutex<Option<Transaction>>> = Arc::new(Mutex::new(None));
+    let generation: Generation = Arc::new(Mutex::new(None));
     let mut consumer_config = kafka.consumer_config(&config.group);
     consumer_config
         // New topics matching a pattern are found by this refresh.
@@ -395,6 +420,7 @@ fn run<P: Processor>(
     }
     let hook = RebalanceHook {
         transaction: Arc::clone(&transaction),
+        generation: Arc::clone(&generation),
         processor: Arc::clone(processor),
         status: Arc::clone(status),
         timeout,
@@ -445,6 +471,7 @@ fn run<P: Processor>(
             match new_producer(kafka, config) {
                 Ok(producer) => {
                     *guard = Some(Transaction {
+                        group: config.group.clone(),
                         producer,
                         open: false,
                         started: Instant::now(),
@@ -478,7 +505,15 @@ fn run<P: Processor>(
                     }
                 || current.started.elapsed() >= config.commit_interval);
         if due {
-            match commit(current, &consumer, timeout) {
+            let committed = if consumer.assignment_lost() {
+                Err(anyhow::anyhow!(
+                    "the assignment was lost (this instance left the group)"
+                ))
+            } else {
+                let generation = generation.lock().expect("generation lock");
+                commit(current, generation.as_ref(), timeout)
+            };
+            match committed {
                 Ok(records) => {
                     processor.lock().expect("processor lock").committed();
                     count(status, Some(records));
@@ -598,6 +633,7 @@ fn recover<P: Processor>(
         return;
     };
     let first = std::mem::take(&mut transaction.first);
+    tracing::debug!(group = transaction.group, first = ?first, "transaction aborted; rewinding");
     let usable = abort(transaction, timeout);
     processor.lock().expect("processor lock").aborted();
     count(status, None);
@@ -633,10 +669,26 @@ fn abort(transaction: &mut Transaction, timeout: Duration) -> bool {
     }
 }
 
-/// Commits the open transaction with its offsets; returns its record count.
-fn commit<C: ConsumerContext>(
+/// Runs a transactional call again while Kafka says its failure is
+/// retriable (a timeout, a coordinator moving), up to a few times.
+fn retrying(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    let mut attempts = 0;
+    loop {
+        match call() {
+            Err(KafkaError::Transaction(error)) if error.is_retriable() && attempts < 12 => {
+                attempts += 1;
+                tracing::warn!(%error, attempts, "transactional call failed; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Commits the open transaction with its offsets, in the name of the group
+/// generation the partitions were assigned in; returns its record count.
+fn commit(
     transaction: &mut Transaction,
-    consumer: &BaseConsumer<C>,
+    generation: Option<&ConsumerGroupMetadata>,
     timeout: Duration,
 ) -> anyhow::Result<usize> {
     let mut offsets = TopicPartitionList::new();
@@ -644,14 +696,19 @@ fn commit<C: ConsumerContext>(
         offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
     }
     if offsets.count() > 0 {
-        let metadata = consumer
-            .group_metadata()
-            .ok_or_else(|| anyhow::anyhow!("the consumer has no group metadata yet"))?;
-        transaction
-            .producer
-            .send_offsets_to_transaction(&offsets, &metadata, timeout)?;
+        let metadata = generation
+            .ok_or_else(|| anyhow::anyhow!("no partitions are assigned to this instance now"))?;
+        retrying(|| {
+            transaction
+                .producer
+                .send_offsets_to_transaction(&offsets, metadata, timeout)
+        })?;
     }
-    transaction.producer.commit_transaction(timeout)?;
+    // A commit that timed out goes on in the background and may still
+    // succeed: aborting it then and reading the records again would write
+    // them twice, so a retriable failure is retried, never abandoned.
+    retrying(|| transaction.producer.commit_transaction(timeout))?;
+    tracing::debug!(group = transaction.group, first = ?transaction.first, next = ?transaction.next, records = transaction.records, "transaction committed");
     transaction.open = false;
     transaction.first.clear();
     transaction.next.clear();

@@ -483,8 +483,11 @@ fn policy_of(ctx: &PipelineContext, plugin: &Plugin) -> FailurePolicy {
 }
 
 /// Makes `start = "latest"` mean "from when the plugin was first
-/// activated": every partition of the source topics that has no committed
-/// offset for the group gets its current end committed, once.
+/// activated": when the group has no committed offset on any partition of
+/// the source topics (it is new), every partition gets its current end
+/// committed, once. A group that has committed anywhere is left alone: it
+/// already started, and its members own its offsets; committing from
+/// outside then could move an offset that a member has just committed.
 ///
 /// Leaving it to Kafka's `auto.offset.reset=latest` would be wrong: Kafka
 /// applies it whenever a partition has no committed offset, so a plugin that
@@ -508,6 +511,22 @@ pub(crate) fn pin_latest(config: &rdkafka::ClientConfig, topics: &[String]) -> a
         }
     }
     let committed = consumer.committed_offsets(all, timeout)?;
+    for element in committed.elements() {
+        element.error().map_err(|error| {
+            anyhow::anyhow!(
+                "cannot read the committed offset of `{}` partition {}: {error}",
+                element.topic(),
+                element.partition()
+            )
+        })?;
+    }
+    if committed
+        .elements()
+        .iter()
+        .any(|element| element.offset() != Offset::Invalid)
+    {
+        return Ok(());
+    }
     let mut pin = TopicPartitionList::new();
     for element in committed.elements() {
         if element.offset() == Offset::Invalid {

@@ -1,6 +1,7 @@
 //! Scale-out with real processes: two host instances share the routing and
 //! aggregation work through Kafka consumer groups; while 100,000 events
-//! stream in, one is killed with SIGKILL and a third is started. Every
+//! stream in, one is killed with SIGKILL and a third is started, then the
+//! survivor is stopped past its session timeout and let go on. Every
 //! routed event and every aggregate summary must appear exactly once (in
 //! `read_committed` mode), and every final aggregate must equal what is
 //! computed offline from the input.
@@ -27,6 +28,8 @@ use serde_json::{Value, json};
 const EVENTS: usize = 100_000;
 const CLAIMS: usize = 10_000;
 const BATCH: usize = 500;
+/// How long the survivor is stopped: past the loops' 10 s session timeout.
+const STALL: Duration = Duration::from_secs(16);
 
 fn kafka() -> String {
     std::env::var("SWITCHYARD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
@@ -52,7 +55,13 @@ impl Drop for Host {
     }
 }
 
+/// Starts a host; its log goes to `host-<n>.log` beside the config, so a
+/// failed run can be read afterwards, and its errors to the test's output.
 fn start(config: &Path) -> Host {
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log_path = config.with_file_name(format!("host-{n}.log"));
+    let mut log = std::io::BufWriter::new(std::fs::File::create(&log_path).unwrap());
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
     for (name, _) in std::env::vars() {
         if name.starts_with("SWITCHYARD__") {
@@ -73,10 +82,13 @@ fn start(config: &Path) -> Host {
     let stderr = host.child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
+        use std::io::Write;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("\"level\":\"ERROR\"") {
-                eprintln!("host: {line}");
+            if line.contains("\"level\":\"ERROR\"") || line.contains("\"level\":\"WARN\"") {
+                eprintln!("host {n}: {line}");
             }
+            let _ = writeln!(log, "{line}");
+            let _ = log.flush();
             let _ = tx.send(line);
         }
     });
@@ -159,6 +171,15 @@ fn send(method: &str, url: &str, body: &Value) -> (u16, Value) {
         code.trim().parse().unwrap_or(0),
         serde_json::from_str(body).unwrap_or(Value::Null),
     )
+}
+
+/// Sends a signal to a host process.
+fn signal(host: &Host, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &host.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name}");
 }
 
 /// Waits until a host's routing engine and aggregator both own partitions.
@@ -332,7 +353,7 @@ fn routing_and_aggregation_stay_exactly_once_when_an_instance_is_killed() {
             "[kafka]\nbootstrap_servers = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\nmax_batch_events = {BATCH}\nmax_body_bytes = 4194304\n\
              [grpc]\nlisten = \"127.0.0.1:0\"\n[registry]\nlisten = \"127.0.0.1:0\"\nschemas_dir = \"{schemas}\"\n\
              [plugins]\ndir = \"{}\"\n[routing]\ntopic = \"_switchyard_routes.{run}\"\ngroup = \"switchyard.routing.{run}\"\nstart = \"latest\"\n\
-             [aggregation]\ngroup_prefix = \"switchyard.aggregate.{run}\"\n[log]\nformat = \"json\"\nfilter = \"warn,switchyard=info\"\n",
+             [aggregation]\ngroup_prefix = \"switchyard.aggregate.{run}\"\n[log]\nformat = \"json\"\nfilter = \"warn,switchyard=info,switchyard::exactly_once=debug\"\n",
             kafka(),
             plugins.display()
         ),
@@ -391,21 +412,36 @@ fn routing_and_aggregation_stay_exactly_once_when_an_instance_is_killed() {
     }
 
     // Stream them in; a third of the way, kill one instance and start
-    // another.
+    // another; two thirds of the way, stop the survivor (SIGSTOP) for
+    // longer than the group's session timeout, so it is thrown out of the
+    // groups while it holds open transactions, and let it go on (SIGCONT)
+    // as a zombie: it must not commit for partitions it lost.
     let mut hosts = vec![first, second];
-    let mut third = None;
+    let mut third: Option<Host> = None;
+    let mut resumer = None;
     let mut published = 0;
     for (index, chunk) in events.chunks(BATCH).enumerate() {
         if index == EVENTS / BATCH / 3 {
             let killed = hosts.remove(0);
-            let status = Command::new("kill")
-                .args(["-KILL", &killed.child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success());
+            signal(&killed, "KILL");
             third = Some(start(&config));
         }
-        let host = &hosts[0];
+        if index == EVENTS / BATCH * 2 / 3 {
+            let third = third.as_ref().unwrap();
+            wait_working(third, &aggregator);
+            signal(&hosts[0], "STOP");
+            let pid = hosts[0].child.id().to_string();
+            resumer = Some(std::thread::spawn(move || {
+                std::thread::sleep(STALL);
+                let status = Command::new("kill").args(["-CONT", &pid]).status();
+                assert!(status.unwrap().success());
+            }));
+        }
+        let host = if resumer.is_some() {
+            third.as_ref().unwrap()
+        } else {
+            &hosts[0]
+        };
         let (code, body) = send(
             "POST",
             &format!("{}/v1/events:batch", host.http),
@@ -416,6 +452,7 @@ fn routing_and_aggregation_stay_exactly_once_when_an_instance_is_killed() {
         published += chunk.len();
     }
     assert_eq!(published, EVENTS);
+    resumer.unwrap().join().unwrap();
     let third = third.unwrap();
     wait_working(&third, &aggregator);
 
