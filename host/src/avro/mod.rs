@@ -11,16 +11,20 @@
 //!   same shape [`encode_json`] accepts, so the two round-trip);
 //! - [`frame`] / [`unframe`]: the Confluent schema-registry wire format;
 //! - [`read_container`]: object container files (codecs `null` and
-//!   `deflate`).
+//!   `deflate`);
+//! - [`compat`]: static reader/writer compatibility ([`compat::can_read`])
+//!   and schema-registry levels ([`compat::check`]), so a new schema version
+//!   can be vetted before anyone writes with it.
 //!
-//! Schema resolution (reading with a schema different from the writer's) is
-//! not implemented yet; the decoder walks a single [`Schema`] by [`NodeId`],
-//! so a resolving decoder can later walk a writer and a reader arena side by
-//! side without changing the model.
+//! Decoding with a reader schema different from the writer's is not
+//! implemented yet; the decoder walks a single [`Schema`] by [`NodeId`], so a
+//! resolving decoder can later walk a writer and a reader arena side by side
+//! without changing the model.
 
 // Parsing untrusted bytes is exactly where unsafe shortcuts hurt most.
 #![forbid(unsafe_code)]
 
+pub mod compat;
 mod container;
 mod decimal;
 mod decode;
