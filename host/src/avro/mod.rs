@@ -16,10 +16,10 @@
 //!   and schema-registry levels ([`compat::check`]), so a new schema version
 //!   can be vetted before anyone writes with it.
 //!
-//! Decoding with a reader schema different from the writer's is not
-//! implemented yet; the decoder walks a single [`Schema`] by [`NodeId`], so a
-//! resolving decoder can later walk a writer and a reader arena side by side
-//! without changing the model.
+//! Schema resolution (reading with a schema different from the writer's) is
+//! done by [`Resolver`] and [`decode_resolved`] / [`decode_resolved_exact`]:
+//! they walk the writer and the reader arena side by side and produce the
+//! same JSON shape as [`decode_to_json`] gives for the reader schema.
 
 // Parsing untrusted bytes is exactly where unsafe shortcuts hurt most.
 #![forbid(unsafe_code)]
@@ -31,6 +31,7 @@ mod decode;
 mod encode;
 mod inflate;
 mod path;
+mod resolve;
 mod schema;
 mod time;
 mod wire;
@@ -41,6 +42,9 @@ mod tests;
 pub use container::{ContainerError, read_container};
 pub use decode::{DecodeError, DecodeErrorKind, decode_exact, decode_to_json};
 pub use encode::{EncodeError, encode_json};
+pub use resolve::{
+    ResolveError, ResolveErrorKind, Resolver, decode_resolved, decode_resolved_exact,
+};
 pub use schema::{
     EnumSchema, Field, FieldOrder, FixedSchema, LogicalType, Node, NodeId, NodeKind, RecordSchema,
     Schema, SchemaError,
