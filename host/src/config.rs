@@ -15,6 +15,20 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::avro::compat::CompatibilityLevel;
+
+/// Reads a compatibility level by Confluent's name, in any letter case.
+fn compatibility_level<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<CompatibilityLevel, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a compatibility level; use one of NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE"
+        ))
+    })
+}
+
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "SWITCHYARD__";
 
@@ -102,6 +116,11 @@ pub struct RegistryConfig {
     /// Folder of `<noun>/<verb>.avsc` files registered at start-up.
     /// Default `schemas`.
     pub schemas_dir: PathBuf,
+    /// Compatibility level of subjects and of the registry when none is
+    /// set through `/config`: one of Confluent's seven levels. Default
+    /// `BACKWARD`, as in Confluent's registry.
+    #[serde(deserialize_with = "compatibility_level")]
+    pub default_compatibility: CompatibilityLevel,
 }
 
 /// Plugin runtime settings.
@@ -287,6 +306,7 @@ impl Default for RegistryConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             topic: "_schemas".to_string(),
             schemas_dir: PathBuf::from("schemas"),
+            default_compatibility: CompatibilityLevel::Backward,
         }
     }
 }

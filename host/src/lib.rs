@@ -109,7 +109,11 @@ impl App {
     /// topics and loads the plugins.
     pub async fn start(config: Config) -> anyhow::Result<Arc<App>> {
         let kafka = Kafka::connect(&config.kafka)?;
-        let registry = Registry::start(Arc::clone(&kafka), &config.registry.topic)
+        let registry = Registry::start(
+            Arc::clone(&kafka),
+            &config.registry.topic,
+            config.registry.default_compatibility,
+        )
             .await
             .with_context(|| {
                 format!(

@@ -391,7 +391,23 @@ impl Schema {
     pub fn canonical_form(&self) -> String {
         let mut out = String::new();
         let mut seen = HashSet::new();
-        self.write_canonical(self.root(), &mut seen, &mut out);
+        self.write_canonical(self.root(), false, &mut seen, &mut out);
+        out
+    }
+
+    /// The Parsing Canonical Form plus what schema resolution and logical
+    /// types depend on: field defaults, aliases, enum defaults and logical
+    /// types with their attributes (decimal precision and scale). Parsing
+    /// Canonical Form alone drops those, so two schemas that read data
+    /// differently (decimal scale 2 and 3, or a field with and without a
+    /// default) would share it; the registry uses this form for identity
+    /// instead, so spelling (whitespace, key order, namespace written apart
+    /// or in the full name, `{"type":"string"}` for `"string"`, docs) still
+    /// never makes a new schema, but meaning does.
+    pub fn identity_form(&self) -> String {
+        let mut out = String::new();
+        let mut seen = HashSet::new();
+        self.write_canonical(self.root(), true, &mut seen, &mut out);
         out
     }
 
@@ -401,17 +417,36 @@ impl Schema {
         rabin(self.canonical_form().as_bytes())
     }
 
-    fn write_canonical(&self, id: NodeId, seen: &mut HashSet<NodeId>, out: &mut String) {
+    fn write_canonical(
+        &self,
+        id: NodeId,
+        full: bool,
+        seen: &mut HashSet<NodeId>,
+        out: &mut String,
+    ) {
         let node = self.node(id);
+        if full
+            && let Some(logical) = node.logical
+            && !matches!(
+                node.kind,
+                NodeKind::Fixed(_) | NodeKind::Record(_) | NodeKind::Enum(_)
+            )
+        {
+            out.push_str(r#"{"type":"#);
+            push_json_str(out, node.type_name());
+            push_logical(out, logical);
+            out.push('}');
+            return;
+        }
         match &node.kind {
             NodeKind::Array(items) => {
                 out.push_str(r#"{"type":"array","items":"#);
-                self.write_canonical(*items, seen, out);
+                self.write_canonical(*items, full, seen, out);
                 out.push('}');
             }
             NodeKind::Map(values) => {
                 out.push_str(r#"{"type":"map","values":"#);
-                self.write_canonical(*values, seen, out);
+                self.write_canonical(*values, full, seen, out);
                 out.push('}');
             }
             NodeKind::Union(branches) => {
@@ -420,7 +455,7 @@ impl Schema {
                     if i > 0 {
                         out.push(',');
                     }
-                    self.write_canonical(*b, seen, out);
+                    self.write_canonical(*b, full, seen, out);
                 }
                 out.push(']');
             }
@@ -439,10 +474,21 @@ impl Schema {
                     out.push_str(r#"{"name":"#);
                     push_json_str(out, &f.name);
                     out.push_str(r#","type":"#);
-                    self.write_canonical(f.schema, seen, out);
+                    self.write_canonical(f.schema, full, seen, out);
+                    if full {
+                        if let Some(default) = &f.default {
+                            out.push_str(r#","default":"#);
+                            push_sorted_json(out, default);
+                        }
+                        push_aliases(out, &f.aliases);
+                    }
                     out.push('}');
                 }
-                out.push_str("]}");
+                out.push(']');
+                if full {
+                    push_aliases(out, &r.aliases);
+                }
+                out.push('}');
             }
             NodeKind::Enum(e) => {
                 out.push_str(r#"{"name":"#);
@@ -454,15 +500,85 @@ impl Schema {
                     }
                     push_json_str(out, s);
                 }
-                out.push_str("]}");
+                out.push(']');
+                if full {
+                    if let Some(default) = &e.default {
+                        out.push_str(r#","default":"#);
+                        push_json_str(out, default);
+                    }
+                    push_aliases(out, &e.aliases);
+                }
+                out.push('}');
             }
             NodeKind::Fixed(f) => {
                 out.push_str(r#"{"name":"#);
                 push_json_str(out, &f.name);
-                let _ = write!(out, r#","type":"fixed","size":{}}}"#, f.size);
+                let _ = write!(out, r#","type":"fixed","size":{}"#, f.size);
+                if full {
+                    if let Some(logical) = node.logical {
+                        push_logical(out, logical);
+                    }
+                    push_aliases(out, &f.aliases);
+                }
+                out.push('}');
             }
             _ => push_json_str(out, node.type_name()),
         }
+    }
+}
+
+/// `,"logicalType":…` and the type's attributes.
+fn push_logical(out: &mut String, logical: LogicalType) {
+    out.push_str(r#","logicalType":"#);
+    push_json_str(out, logical.name());
+    if let LogicalType::Decimal { precision, scale } = logical {
+        let _ = write!(out, r#","precision":{precision},"scale":{scale}"#);
+    }
+}
+
+/// `,"aliases":[…]` when there are any.
+fn push_aliases(out: &mut String, aliases: &[String]) {
+    if aliases.is_empty() {
+        return;
+    }
+    out.push_str(r#","aliases":["#);
+    for (i, alias) in aliases.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, alias);
+    }
+    out.push(']');
+}
+
+/// JSON with object keys sorted, so a default's spelling does not matter.
+fn push_sorted_json(out: &mut String, value: &Value) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_str(out, key);
+                out.push(':');
+                push_sorted_json(out, &map[key]);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_sorted_json(out, item);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }
 

@@ -1022,3 +1022,53 @@ fn nested_zero_size_arrays_share_one_budget() {
     assert_eq!(value.as_array().unwrap().len(), 3);
     assert_eq!(value[2].as_array().unwrap().len(), 100);
 }
+
+#[test]
+fn identity_form_ignores_spelling_but_keeps_meaning() {
+    let form = |text: &str| Schema::parse_str(text).unwrap().identity_form();
+    // Spelling: a primitive as an object, whitespace, key order, docs, and a
+    // namespace written apart or in the full name.
+    assert_eq!(form(r#"{"type":"string"}"#), form(r#""string""#));
+    let apart = r#"{"type":"record","name":"Claim","namespace":"org.example","doc":"a claim",
+        "fields":[{"name":"id","type":"string","default":"x"},
+                  {"name":"status","type":{"type":"enum","name":"Status","symbols":["A","B"],"default":"A"}}]}"#;
+    let full = r#"{"fields":[{"type":"string","name":"id","default":"x"},
+        {"type":{"symbols":["A","B"],"type":"enum","name":"Status","default":"A"},"name":"status"}],
+        "name":"org.example.Claim","type":"record"}"#;
+    assert_eq!(form(apart), form(full));
+    // Meaning: a default, an enum default, an alias and a decimal's scale
+    // each make a different schema, though the canonical form is the same.
+    let base = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}"#;
+    let variants = [
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":0}]}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int","aliases":["b"]}]}"#,
+        r#"{"type":"record","name":"R","aliases":["Q"],"fields":[{"name":"a","type":"int"}]}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"int","logicalType":"date"}}]}"#,
+    ];
+    for variant in variants {
+        assert_eq!(
+            Schema::parse_str(variant).unwrap().canonical_form(),
+            Schema::parse_str(base).unwrap().canonical_form()
+        );
+        assert_ne!(form(variant), form(base), "{variant}");
+    }
+    let decimal = |scale: u32| {
+        form(&format!(
+            r#"{{"type":"bytes","logicalType":"decimal","precision":9,"scale":{scale}}}"#
+        ))
+    };
+    assert_ne!(decimal(2), decimal(3));
+    assert_eq!(
+        decimal(0),
+        form(r#"{"type":"bytes","logicalType":"decimal","precision":9}"#)
+    );
+    // Object keys inside a default are sorted.
+    assert_eq!(
+        form(
+            r#"{"type":"record","name":"R","fields":[{"name":"m","type":{"type":"map","values":"int"},"default":{"a":1,"b":2}}]}"#
+        ),
+        form(
+            r#"{"type":"record","name":"R","fields":[{"name":"m","type":{"type":"map","values":"int"},"default":{"b":2,"a":1}}]}"#
+        )
+    );
+}

@@ -8,15 +8,16 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Registry, RegistryError, SubjectVersion};
+use super::{Mode, Registry, RegistryError, SubjectVersion};
+use crate::avro::compat::CompatibilityLevel;
 
 /// Confluent's registry media type.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -26,12 +27,15 @@ pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/", get(|| async { reply(StatusCode::OK, &json!({})) }))
         .route("/subjects", get(list_subjects))
-        .route("/subjects/{subject}", axum::routing::post(lookup))
+        .route("/subjects/{subject}", post(lookup).delete(delete_subject))
         .route(
             "/subjects/{subject}/versions",
             get(list_versions).post(register),
         )
-        .route("/subjects/{subject}/versions/{version}", get(get_version))
+        .route(
+            "/subjects/{subject}/versions/{version}",
+            get(get_version).delete(delete_version),
+        )
         .route(
             "/subjects/{subject}/versions/{version}/schema",
             get(get_version_schema),
@@ -39,13 +43,40 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/schemas/ids/{id}", get(get_by_id))
         .route("/schemas/ids/{id}/schema", get(get_by_id_schema))
         .route("/schemas/ids/{id}/versions", get(get_by_id_versions))
+        .route("/schemas/ids/{id}/subjects", get(get_by_id_subjects))
         .route(
             "/schemas/types",
             get(|| async { reply(StatusCode::OK, &json!(["AVRO"])) }),
         )
         .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(check_version),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions",
+            post(check_versions),
+        )
+        .route(
             "/config",
-            get(|| async { reply(StatusCode::OK, &json!({"compatibilityLevel": "NONE"})) }),
+            get(get_global_config)
+                .put(put_global_config)
+                .delete(delete_global_config),
+        )
+        .route(
+            "/config/{subject}",
+            get(get_subject_config)
+                .put(put_subject_config)
+                .delete(delete_subject_config),
+        )
+        .route(
+            "/mode",
+            get(get_global_mode).put(put_global_mode),
+        )
+        .route(
+            "/mode/{subject}",
+            get(get_subject_mode)
+                .put(put_subject_mode)
+                .delete(delete_subject_mode),
         )
         .method_not_allowed_fallback(|| async {
             reply(
@@ -82,11 +113,23 @@ impl From<RegistryError> for ConfluentError {
         let status = match &error {
             RegistryError::SubjectNotFound(_)
             | RegistryError::VersionNotFound { .. }
-            | RegistryError::SchemaNotFound => StatusCode::NOT_FOUND,
+            | RegistryError::SchemaNotFound
+            | RegistryError::SubjectSoftDeleted(_)
+            | RegistryError::SubjectNotSoftDeleted(_)
+            | RegistryError::VersionSoftDeleted { .. }
+            | RegistryError::VersionNotSoftDeleted { .. }
+            | RegistryError::SubjectConfigNotFound(_)
+            | RegistryError::SubjectModeNotFound(_) => StatusCode::NOT_FOUND,
+            RegistryError::Incompatible { .. } => StatusCode::CONFLICT,
             RegistryError::InvalidSchema(_)
             | RegistryError::InvalidVersion(_)
+            | RegistryError::InvalidCompatibility(_)
+            | RegistryError::InvalidMode(_)
+            | RegistryError::NotPermitted(_)
             | RegistryError::InvalidSubject(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            RegistryError::Store(_) | RegistryError::Timeout(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ConfluentError {
             status,
@@ -165,15 +208,52 @@ fn version_json(found: &SubjectVersion) -> Value {
     })
 }
 
-async fn list_subjects(State(registry): State<Arc<Registry>>) -> Response {
-    reply(StatusCode::OK, &json!(registry.subjects()))
+/// Boolean query flags (`deleted`, `permanent`, `normalize`, `verbose`,
+/// `defaultToGlobal`); anything but `true` is false, as in Confluent's
+/// registry.
+struct Flags(Vec<(String, String)>);
+
+impl Flags {
+    fn of(query: Option<&str>) -> Flags {
+        Flags(
+            query
+                .unwrap_or_default()
+                .split('&')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    (name.to_string(), value.to_ascii_lowercase())
+                })
+                .collect(),
+        )
+    }
+
+    fn on(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, v)| n == name && v == "true")
+    }
+}
+
+async fn list_subjects(
+    State(registry): State<Arc<Registry>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let flags = Flags::of(query.as_deref());
+    reply(
+        StatusCode::OK,
+        &json!(registry.subjects(flags.on("deleted"))),
+    )
 }
 
 async fn list_versions(
     State(registry): State<Arc<Registry>>,
     ConfluentPath(subject): ConfluentPath<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ConfluentError> {
-    Ok(reply(StatusCode::OK, &json!(registry.versions(&subject)?)))
+    let flags = Flags::of(query.as_deref());
+    Ok(reply(
+        StatusCode::OK,
+        &json!(registry.versions(&subject, flags.on("deleted"))?),
+    ))
 }
 
 async fn register(
@@ -189,20 +269,25 @@ async fn register(
 async fn lookup(
     State(registry): State<Arc<Registry>>,
     ConfluentPath(subject): ConfluentPath<String>,
+    RawQuery(query): RawQuery,
     body: Result<Json<SchemaBody>, JsonRejection>,
 ) -> Result<Response, ConfluentError> {
     let body = read_body(body)?;
-    let found = registry.lookup(&subject, &body.schema)?;
+    let flags = Flags::of(query.as_deref());
+    // Identity is always by normalized form, so `normalize` changes nothing.
+    let found = registry.lookup(&subject, &body.schema, flags.on("deleted"))?;
     Ok(reply(StatusCode::OK, &version_json(&found)))
 }
 
 async fn get_version(
     State(registry): State<Arc<Registry>>,
     ConfluentPath((subject, version)): ConfluentPath<(String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ConfluentError> {
+    let flags = Flags::of(query.as_deref());
     Ok(reply(
         StatusCode::OK,
-        &version_json(&registry.version(&subject, &version)?),
+        &version_json(&registry.version_of(&subject, &version, flags.on("deleted"))?),
     ))
 }
 
@@ -251,9 +336,236 @@ async fn get_by_id_versions(
     let id = parse_id(&id)?;
     registry.by_id(id).ok_or(RegistryError::SchemaNotFound)?;
     let usages: Vec<Value> = registry
-        .usages(id)
+        .usages(id, false)
         .into_iter()
         .map(|(subject, version)| json!({"subject": subject, "version": version}))
         .collect();
     Ok(reply(StatusCode::OK, &json!(usages)))
+}
+
+async fn get_by_id_subjects(
+    State(registry): State<Arc<Registry>>,
+    ConfluentPath(id): ConfluentPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ConfluentError> {
+    let id = parse_id(&id)?;
+    registry.by_id(id).ok_or(RegistryError::SchemaNotFound)?;
+    let flags = Flags::of(query.as_deref());
+    let mut subjects: Vec<String> = registry
+        .usages(id, flags.on("deleted"))
+        .into_iter()
+        .map(|(subject, _)| subject)
+        .collect();
+    subjects.dedup();
+    Ok(reply(StatusCode::OK, &json!(subjects)))
+}
+
+async fn delete_subject(
+    State(registry): State<Arc<Registry>>,
+    ConfluentPath(subject): ConfluentPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ConfluentError> {
+    let permanent = Flags::of(query.as_deref()).on("permanent");
+    let versions = registry.delete_subject(&subject, permanent).await?;
+    Ok(reply(StatusCode::OK, &json!(versions)))
+}
+
+async fn delete_version(
+    State(registry): State<Arc<Registry>>,
+    ConfluentPath((subject, version)): ConfluentPath<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ConfluentError> {
+    let permanent = Flags::of(query.as_deref()).on("permanent");
+    let version = registry
+        .delete_version(&subject, &version, permanent)
+        .await?;
+    Ok(reply(StatusCode::OK, &json!(version)))
+}
+
+fn compatibility_reply(reasons: &[String], verbose: bool) -> Response {
+    let mut body = json!({"is_compatible": reasons.is_empty()});
+    if verbose {
+        body["messages"] = json!(reasons);
+    }
+    reply(StatusCode::OK, &body)
+}
+
+async fn check_version(
+    State(registry): State<Arc<Registry>>,
+    ConfluentPath((subject, version)): ConfluentPath<(String, String)>,
+    RawQuery(query): RawQuery,
+    body: Result<Json<SchemaBody>, JsonRejection>,
+) -> Result<Response, ConfluentError> {
+    let body = read_body(body)?;
+    let reasons = registry.check_compatibility(&subject, Some(&version), &body.schema)?;
+    Ok(compatibility_reply(
+        &reasons,
+        Flags::of(query.as_deref()).on("verbose"),
+    ))
+}
+
+async fn check_versions(
+    State(registry): State<Arc<Registry>>,
+    ConfluentPath(subject): ConfluentPath<String>,
+    RawQuery(query): RawQuery,
+    body: Result<Json<SchemaBody>, JsonRejection>,
+) -> Result<Response, ConfluentError> {
+    let body = read_body(body)?;
+    let reasons = registry.check_compatibility(&subject, None, &body.schema)?;
+    Ok(compatibility_reply(
+        &reasons,
+        Flags::of(query.as_deref()).on("verbose"),
+    ))
+}
+
+/// A `{"compatibility": …}` body (Confluent also accepts
+/// `compatibilityLevel`).
+#[derive(Deserialize)]
+struct ConfigBody {
+    compatibility: Option<String>,
+    #[serde(rename = "compatibilityLevel")]
+    compatibility_level: Option<String>,
+}
+
+fn read_level(
+    body: Result<Json<ConfigBody>, JsonRejection>,
+) -> Result<CompatibilityLevel, ConfluentError> {
+    let Json(body) = body.map_err(|rejection| ConfluentError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: 42203,
+        message: format!("request body is not `{{\"compatibility\": \"…\"}}`: {rejection}"),
+    })?;
+    let text = body
+        .compatibility
+        .or(body.compatibility_level)
+        .unwrap_or_default();
+    text.parse()
+        .map_err(|_| RegistryError::InvalidCompatibility(text.escape_debug().to_string()).into())
+}
+
+async fn get_global_config(State(registry): State<Arc<Registry>>) -> Response {
+    reply(
+        StatusCode::OK,
+        &json!({"compatibilityLevel": registry.global_level().as_str()}),
+    )
+}
+
+async fn put_global_config(
+    State(registry): State<Arc<Registry>>,
+    body: Result<Json<ConfigBody>, JsonRejection>,
+) -> Result<Response, ConfluentError> {
+    let level = read_level(body)?;
+    registry.set_level(None, Some(level)).await?;
+    Ok(reply(
+        StatusCode::OK,
+        &json!({"compatibility": level.as_str()}),
+    ))
+}
+
+async fn delete_global_config(
+    State(registry): State<Arc<Registry>>,
+) -> Result<Response, ConfluentError> {
+    let before = registry.set_level(None, None).await?;
+    Ok(reply(
+        StatusCode::OK,
+        &json!({"compatibilityLevel": before.as_str()}),
+    ))
+}
+
+async fn get_subject_config(
+    State(registry): State<Arc<Registry>>,
+    ConfluentPath(subject): ConfluentPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ConfluentError> {
+    let level =
+        registry.subject_level(&subject, Flags::of(query.as_deref()).on("defaultToGlobal"))?;
+    Ok(reply(
+        StatusCode::OK,
+        &json!({"compatibilityLevel": level.as_str()}),
+    ))
+}
+
+async fn put_subject_config(
+    State(registry): State<Arc<Registry>>,
+    ConfluentPath(subject): ConfluentPath<String>,
+    body: Result<Json<ConfigBody>, JsonRejection>,
+) -> Result<Response, ConfluentError> {
+    let level = read_level(body)?;
+    registry.set_level(Some(&subject), Some(level)).await?;
+    Ok(reply(
+        StatusCode::OK,
+        &json!({"compatibility": level.as_str()}),
+    ))
+}
+
+async fn delete_subject_config(
+    State(registry): State<Arc<Registry>>,
+    ConfluentPath(subject): ConfluentPath<String>,
+) -> Result<Response, ConfluentError> {
+    let before = registry.set_level(Some(&subject), None).await?;
+    Ok(reply(
+        StatusCode::OK,
+        &json!({"compatibilityLevel": before.as_str()}),
+    ))
+}
+
+/// A `{"mode": …}` body.
+#[derive(Deserialize)]
+struct ModeBody {
+    mode: Option<String>,
+}
+
+fn read_mode(body: Result<Json<ModeBody>, JsonRejection>) -> Result<Mode, ConfluentError> {
+    let Json(body) = body.map_err(|rejection| ConfluentError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: 42204,
+        message: format!("request body is not `{{\"mode\": \"…\"}}`: {rejection}"),
+    })?;
+    let text = body.mode.unwrap_or_default();
+    Mode::parse(&text)
+        .ok_or_else(|| RegistryError::InvalidMode(text.escape_debug().to_string()).into())
+}
+
+async fn get_global_mode(
+    State(registry): State<Arc<Registry>>,
+) -> Result<Response, ConfluentError> {
+    let mode = registry.mode(None, false)?;
+    Ok(reply(StatusCode::OK, &json!({"mode": mode.as_str()})))
+}
+
+async fn put_global_mode(
+    State(registry): State<Arc<Registry>>,
+    body: Result<Json<ModeBody>, JsonRejection>,
+) -> Result<Response, ConfluentError> {
+    let mode = read_mode(body)?;
+    registry.set_mode(None, Some(mode)).await?;
+    Ok(reply(StatusCode::OK, &json!({"mode": mode.as_str()})))
+}
+
+async fn get_subject_mode(
+    State(registry): State<Arc<Registry>>,
+    ConfluentPath(subject): ConfluentPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ConfluentError> {
+    let flags = Flags::of(query.as_deref());
+    let mode = registry.mode(Some(&subject), flags.on("defaultToGlobal"))?;
+    Ok(reply(StatusCode::OK, &json!({"mode": mode.as_str()})))
+}
+
+async fn put_subject_mode(
+    State(registry): State<Arc<Registry>>,
+    ConfluentPath(subject): ConfluentPath<String>,
+    body: Result<Json<ModeBody>, JsonRejection>,
+) -> Result<Response, ConfluentError> {
+    let mode = read_mode(body)?;
+    registry.set_mode(Some(&subject), Some(mode)).await?;
+    Ok(reply(StatusCode::OK, &json!({"mode": mode.as_str()})))
+}
+
+async fn delete_subject_mode(
+    State(registry): State<Arc<Registry>>,
+    ConfluentPath(subject): ConfluentPath<String>,
+) -> Result<Response, ConfluentError> {
+    let before = registry.set_mode(Some(&subject), None).await?;
+    Ok(reply(StatusCode::OK, &json!({"mode": before.as_str()})))
 }

@@ -4,9 +4,11 @@
 mod admin;
 mod aggregation;
 mod bad_input;
+mod compatibility;
 mod harness;
 mod languages;
 mod outage;
+mod poison;
 mod registry;
 mod resume;
 mod round_trip;
