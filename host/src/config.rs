@@ -121,6 +121,20 @@ pub struct RegistryConfig {
     /// `BACKWARD`, as in Confluent's registry.
     #[serde(deserialize_with = "compatibility_level")]
     pub default_compatibility: CompatibilityLevel,
+    /// An external Confluent-compatible registry (`http://host:port`, with
+    /// a path prefix if it has one). When set, every registry call goes
+    /// there instead of to the embedded registry: schemas by id are cached
+    /// (they never change), the latest version of a subject for
+    /// `external_cache_ttl_ms`, and the host's registry port forwards
+    /// Confluent's API to it. The embedded registry's topic is not read.
+    /// Default: none, the embedded registry.
+    pub external_url: Option<String>,
+    /// Headers sent with every call to the external registry, such as
+    /// `Authorization = "Basic …"`. Default none.
+    pub external_headers: std::collections::BTreeMap<String, String>,
+    /// How long the latest version of a subject is reused before the
+    /// external registry is asked again, in milliseconds. Default 5000.
+    pub external_cache_ttl_ms: u64,
 }
 
 /// Plugin runtime settings.
@@ -307,6 +321,9 @@ impl Default for RegistryConfig {
             topic: "_schemas".to_string(),
             schemas_dir: PathBuf::from("schemas"),
             default_compatibility: CompatibilityLevel::Backward,
+            external_url: None,
+            external_headers: std::collections::BTreeMap::new(),
+            external_cache_ttl_ms: 5_000,
         }
     }
 }
@@ -412,6 +429,22 @@ impl Config {
         })?;
         crate::nvo::check_topic(&self.registry.topic)
             .map_err(|error| anyhow::anyhow!("config key `registry.topic`: {}", error.detail))?;
+        if let Some(url) = &self.registry.external_url
+            && !url.starts_with("http://")
+        {
+            // The HTTP client is built without TLS; a TLS-terminating proxy
+            // on loopback can front an https registry.
+            bail!(
+                "config key `registry.external_url` must start with `http://` (got `{url}`); for https, run a TLS-terminating proxy on loopback and point this at it"
+            );
+        }
+        for name in self.registry.external_headers.keys() {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                bail!(
+                    "config key `registry.external_headers`: `{name}` is not a valid header name"
+                );
+            }
+        }
         Ok(())
     }
 }

@@ -109,18 +109,27 @@ impl App {
     /// topics and loads the plugins.
     pub async fn start(config: Config) -> anyhow::Result<Arc<App>> {
         let kafka = Kafka::connect(&config.kafka)?;
-        let registry = Registry::start(
-            Arc::clone(&kafka),
-            &config.registry.topic,
-            config.registry.default_compatibility,
-        )
+        let registry = match &config.registry.external_url {
+            Some(url) => Registry::start_external(
+                Arc::clone(&kafka),
+                url,
+                &config.registry.external_headers,
+                Duration::from_millis(config.registry.external_cache_ttl_ms),
+                config.registry.default_compatibility,
+            )?,
+            None => Registry::start(
+                Arc::clone(&kafka),
+                &config.registry.topic,
+                config.registry.default_compatibility,
+            )
             .await
             .with_context(|| {
                 format!(
                     "cannot start the schema registry on kafka `{}` (is kafka running? `bash scripts/stack.sh up` starts the local one)",
                     config.kafka.bootstrap_servers
                 )
-            })?;
+            })?,
+        };
         let catalog =
             Arc::new(Catalog::load(&config.registry.schemas_dir, Arc::clone(&registry)).await?);
         for noun in catalog.nouns() {

@@ -317,6 +317,19 @@ pub async fn open(
                     yield Delivery::Event { position: position.clone(), event: Box::new(event) };
                 }
                 Err(reason) => {
+                    // Filters apply to what can still be read of the record
+                    // (its key, its type header), so a subscriber to one
+                    // key never hears of another key's bad records.
+                    let key = message.key().map(String::from_utf8_lossy);
+                    if subscription.key.as_ref().is_some_and(|wanted| key.as_deref() != Some(wanted.as_str())) {
+                        continue;
+                    }
+                    if !subscription.verbs.is_empty()
+                        && let Ok(envelope) = Envelope::from_headers(message.headers(), message.key())
+                        && !subscription.verbs.contains(&envelope.verb.to_string())
+                    {
+                        continue;
+                    }
                     yield Delivery::Undecodable {
                         position: position.clone(),
                         record: Undecodable { partition: message.partition(), offset: message.offset(), reason },

@@ -32,6 +32,7 @@
 //! Protobuf); contexts and the `IMPORT` mode's explicit ids are not
 //! supported.
 
+pub mod external;
 pub mod rest;
 
 use std::collections::{BTreeMap, HashMap};
@@ -207,6 +208,21 @@ pub enum RegistryError {
     /// 50002.
     #[error("operation timed out: {0}")]
     Timeout(String),
+    /// 50003: the external registry could not be reached, or answered
+    /// something unreadable.
+    #[error("error while forwarding to the external registry: {0}")]
+    Forward(String),
+    /// An error answer of the external registry, passed on with its own
+    /// status and code.
+    #[error("{message}")]
+    Remote {
+        /// HTTP status it answered.
+        status: u16,
+        /// Its error code.
+        code: u32,
+        /// Its message.
+        message: String,
+    },
 }
 
 /// Longest subject name accepted, in bytes.
@@ -247,6 +263,8 @@ impl RegistryError {
             RegistryError::InvalidSubject(_) => 42208,
             RegistryError::Store(_) => 50001,
             RegistryError::Timeout(_) => 50002,
+            RegistryError::Forward(_) => 50003,
+            RegistryError::Remote { code, .. } => *code,
         }
     }
 }
@@ -367,10 +385,12 @@ pub struct Registry {
     /// One write at a time within this process; across processes the topic
     /// decides (see the module docs).
     write_lock: Mutex<()>,
+    /// External mode: calls go to another registry instead.
+    external: Option<external::External>,
 }
 
 /// Registrations tried again after losing a race, before giving up.
-const WRITE_ATTEMPTS: u32 = 20;
+const WRITE_ATTEMPTS: u32 = 50;
 
 impl Registry {
     /// Creates the topic if needed, reads it to the end and keeps following
@@ -379,6 +399,43 @@ impl Registry {
         kafka: Arc<Kafka>,
         topic: &str,
         default_level: CompatibilityLevel,
+    ) -> anyhow::Result<Arc<Registry>> {
+        Self::start_with(kafka, topic, default_level, None).await
+    }
+
+    /// Starts in external mode: nothing is read from Kafka, every call goes
+    /// to the registry at `url`.
+    pub fn start_external(
+        kafka: Arc<Kafka>,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+        latest_ttl: Duration,
+        default_level: CompatibilityLevel,
+    ) -> anyhow::Result<Arc<Registry>> {
+        let external = external::External::new(url, headers, latest_ttl)?;
+        let (_, applied_rx) = watch::channel(0_i64);
+        tracing::info!(url, "schema registry in external mode");
+        Ok(Arc::new(Registry {
+            kafka,
+            topic: String::new(),
+            state: Arc::new(RwLock::new(State::default())),
+            default_level,
+            applied_rx,
+            write_lock: Mutex::new(()),
+            external: Some(external),
+        }))
+    }
+
+    /// The external registry, in external mode.
+    pub fn external(&self) -> Option<&external::External> {
+        self.external.as_ref()
+    }
+
+    async fn start_with(
+        kafka: Arc<Kafka>,
+        topic: &str,
+        default_level: CompatibilityLevel,
+        external: Option<external::External>,
     ) -> anyhow::Result<Arc<Registry>> {
         kafka.ensure_topic(topic, TopicKind::CompactedState).await?;
         let state = Arc::new(RwLock::new(State::default()));
@@ -428,6 +485,7 @@ impl Registry {
             default_level,
             applied_rx,
             write_lock: Mutex::new(()),
+            external,
         });
         registry.wait_applied(high, Duration::from_secs(60)).await?;
         tracing::info!(topic, records = high, "schema registry state loaded");
@@ -491,10 +549,21 @@ impl Registry {
         text: &str,
     ) -> Result<SubjectVersion, RegistryError> {
         check_subject(subject)?;
+        if let Some(external) = &self.external {
+            return external.register(subject, text).await;
+        }
         let schema = Self::parse(text)?;
         let identity = schema.identity_form();
         let _guard = self.write_lock.lock().await;
-        for _ in 0..WRITE_ATTEMPTS {
+        for attempt in 0..WRITE_ATTEMPTS {
+            if attempt > 0 {
+                // Two instances that keep picking the same next id would
+                // keep colliding; a random pause, growing with each loss,
+                // lets one of them through.
+                let spread = 5 * u64::from(attempt.min(20));
+                let jitter = (uuid::Uuid::now_v7().as_u128() as u64) % spread.max(1);
+                tokio::time::sleep(Duration::from_millis(1 + jitter)).await;
+            }
             let (version, id) = {
                 let state = self.state.read().expect("registry state lock");
                 if let Some(existing) = state.live(subject).find(|v| v.schema.identity == identity)
@@ -598,6 +667,9 @@ impl Registry {
 
     /// A schema by its global id.
     pub fn by_id(&self, id: u32) -> Option<Arc<RegisteredSchema>> {
+        if let Some(external) = &self.external {
+            return external.by_id(id);
+        }
         self.state
             .read()
             .expect("registry state lock")
@@ -643,6 +715,9 @@ impl Registry {
     /// One version of a subject: a number, or `latest` (also `-1`); with
     /// `deleted`, a soft-deleted version too.
     pub fn version(&self, subject: &str, version: &str) -> Result<SubjectVersion, RegistryError> {
+        if let Some(external) = &self.external {
+            return external.version(subject, version);
+        }
         self.version_of(subject, version, false)
     }
 

@@ -22,8 +22,13 @@ use crate::avro::compat::CompatibilityLevel;
 /// Confluent's registry media type.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
-/// The registry's routes.
+/// The registry's routes. In external mode every request is forwarded to
+/// the external registry as it is (with the configured headers), so
+/// clients pointed at this host still reach the one registry.
 pub fn router(registry: Arc<Registry>) -> Router {
+    if registry.external().is_some() {
+        return Router::new().fallback(forward).with_state(registry);
+    }
     Router::new()
         .route("/", get(|| async { reply(StatusCode::OK, &json!({})) }))
         .route("/subjects", get(list_subjects))
@@ -127,8 +132,11 @@ impl From<RegistryError> for ConfluentError {
             | RegistryError::InvalidMode(_)
             | RegistryError::NotPermitted(_)
             | RegistryError::InvalidSubject(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            RegistryError::Store(_) | RegistryError::Timeout(_) => {
+            RegistryError::Store(_) | RegistryError::Timeout(_) | RegistryError::Forward(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
+            }
+            RegistryError::Remote { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
         };
         ConfluentError {
@@ -568,4 +576,53 @@ async fn delete_subject_mode(
 ) -> Result<Response, ConfluentError> {
     let before = registry.set_mode(Some(&subject), None).await?;
     Ok(reply(StatusCode::OK, &json!({"mode": before.as_str()})))
+}
+
+/// Most bytes of a request body forwarded to the external registry.
+const MAX_FORWARDED_BODY: usize = 16 * 1024 * 1024;
+
+async fn forward(
+    State(registry): State<Arc<Registry>>,
+    request: axum::extract::Request,
+) -> Result<Response, ConfluentError> {
+    let Some(external) = registry.external() else {
+        return Err(RegistryError::SchemaNotFound.into());
+    };
+    let (parts, body) = request.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", axum::http::uri::PathAndQuery::as_str)
+        .to_string();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = axum::body::to_bytes(body, MAX_FORWARDED_BODY)
+        .await
+        .map_err(|error| ConfluentError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: 42209,
+            message: format!(
+                "request body cannot be read (at most {MAX_FORWARDED_BODY} bytes): {error}"
+            ),
+        })?;
+    let answer = external
+        .forward(parts.method, &path, content_type.as_deref(), body)
+        .await?;
+    let mut response = (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
+        answer.body,
+    )
+        .into_response();
+    if let Some(content_type) = answer
+        .content_type
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    Ok(response)
 }

@@ -179,12 +179,16 @@ async fn undecodable_records_are_dead_lettered_with_their_reason_and_the_partiti
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("group.id", unique("poison-check"))
-        .set("isolation.level", "read_committed")
+        // The pipelines dead-letter outside transactions; other tests'
+        // exactly-once loops write to this topic in transactions, and one
+        // left open by a stopped host would hide everything after it from
+        // a `read_committed` reader for a while.
+        .set("isolation.level", "read_uncommitted")
         .create()
         .unwrap();
     consumer.assign(&from).unwrap();
     let mut reasons: HashMap<String, (String, String)> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while reasons.len() < bad.len() && Instant::now() < deadline {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
