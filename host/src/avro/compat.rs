@@ -37,9 +37,12 @@
 //!   least the writer's (the spec asks for equal precision, but every value
 //!   a narrower writer produces fits a wider reader); a missing `scale` is 0;
 //!   a decimal on one side only falls back to the underlying type;
-//! - other logical types follow their underlying type (a `timestamp-millis`
-//!   reader accepts a plain `long` writer), again like the reference
-//!   checkers: the bytes decode, even though the meaning may shift.
+//! - other logical types follow their underlying type when only one side
+//!   has one (a `timestamp-millis` reader accepts a plain `long` writer),
+//!   like the reference checkers; two different logical types on the same
+//!   underlying type (`timestamp-micros` written, `timestamp-millis` read)
+//!   are incompatible, unlike the reference checkers, because every value
+//!   would silently change meaning, and the decoder refuses them too.
 //!
 //! The shared Apache Avro cases (`avro_schema_compatibility_cases.shared.json`)
 //! all agree with these rules; none needed an exception.
@@ -302,9 +305,9 @@ impl Checker<'_> {
             | (
                 NodeKind::Double,
                 NodeKind::Int | NodeKind::Long | NodeKind::Float | NodeKind::Double,
-            ) => Verdict::ok(),
+            ) => logical(rn, wn),
             (NodeKind::Bytes | NodeKind::String, NodeKind::Bytes | NodeKind::String) => {
-                decimal(rn, wn)
+                logical(rn, wn)
             }
             (NodeKind::Array(ri), NodeKind::Array(wi)) => {
                 self.visit(*ri, *wi, depth + 1).under("items")
@@ -326,7 +329,7 @@ impl Checker<'_> {
                     ))
                     .under("size");
                 }
-                decimal(rn, wn)
+                logical(rn, wn)
             }
             (NodeKind::Enum(re), NodeKind::Enum(we)) => {
                 if !names_match(&re.name, &re.aliases, &we.name) {
@@ -511,7 +514,24 @@ fn name_mismatch(r: &Node, w: &Node) -> Verdict {
     .under("name")
 }
 
-fn decimal(r: &Node, w: &Node) -> Verdict {
+/// Logical types on both sides: the same one, and for decimals the same
+/// scale and no narrower precision.
+fn logical(r: &Node, w: &Node) -> Verdict {
+    if let (Some(rl), Some(wl)) = (r.logical, w.logical)
+        && rl.name() != wl.name()
+    {
+        return Verdict {
+            issues: vec![Issue::new(
+                IncompatibilityKind::TypeMismatch,
+                format!(
+                    "reader logical type `{}` differs from writer logical type `{}`",
+                    rl.name(),
+                    wl.name()
+                ),
+            )],
+            ..Verdict::ok()
+        };
+    }
     let (
         Some(LogicalType::Decimal {
             precision: rp,

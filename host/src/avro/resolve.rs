@@ -19,7 +19,9 @@
 //! Choices the spec leaves open:
 //!
 //! - Named types match when their unqualified names are equal or a reader
-//!   alias equals the writer's fullname. In a reader union an exact match
+//!   alias equals the writer's fullname or unqualified name (as the
+//!   compatibility checker in [`super::compat`] has it, so what the registry
+//!   accepts is what this decodes). In a reader union an exact match
 //!   (same primitive, or a named type with the same fullname or an alias of
 //!   it) wins over a promotion or a match by unqualified name, wherever it
 //!   sits in the union.
@@ -360,7 +362,10 @@ fn loose_match(writer: &Node, reader: &Node) -> bool {
     }
     match (writer.fullname(), reader.fullname()) {
         (Some(w), Some(r)) => {
-            short_name(w) == short_name(r) || reader_aliases(reader).iter().any(|a| a == w)
+            short_name(w) == short_name(r)
+                || reader_aliases(reader)
+                    .iter()
+                    .any(|a| a == w || short_name(a) == short_name(w))
         }
         _ => true,
     }

@@ -266,10 +266,22 @@ fn nested_names_inherit_the_enclosing_namespace() {
         decode_exact(&r, &encode(&r, &json!({"kind": {"ns.Kind": "A"}}))).unwrap()
     );
 
-    // The alias `Old` means `ns.Old`, so `elsewhere.Old` is not matched.
+    // The alias `Old` also matches by its unqualified name, as the
+    // registry's compatibility checker has it: `elsewhere.Old` reads too.
     let stranger = r#"{"type":"record","name":"Old","namespace":"elsewhere","fields":[
         {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["A","B"]}}]}"#;
-    let err = Resolver::new(&schema(stranger), &r).unwrap_err();
+    assert_eq!(
+        resolved(stranger, reader, &json!({"kind": "B"})),
+        json!({"kind": "B"})
+    );
+    assert!(
+        super::super::compat::can_read(&r, &schema(stranger)).is_empty(),
+        "the checker agrees"
+    );
+    // A record of another name and no alias is not matched.
+    let unrelated = r#"{"type":"record","name":"Other","namespace":"ns","fields":[
+        {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["A","B"]}}]}"#;
+    let err = Resolver::new(&schema(unrelated), &r).unwrap_err();
     assert!(
         err.to_string()
             .contains("does not match reader record `ns.New`"),
@@ -933,4 +945,61 @@ fn resolver_is_shareable() {
         .join()
         .unwrap();
     assert_eq!(out, json!(2));
+}
+
+/// The registry's checker and this decoder agree on the choices the spec
+/// leaves open, so what the registry accepts is what the host can read.
+#[test]
+fn checker_and_decoder_agree_on_open_choices() {
+    use super::super::compat::can_read;
+    let cases = [
+        // (writer, reader, value, compatible)
+        (
+            r#"{"type":"long","logicalType":"timestamp-micros"}"#,
+            r#"{"type":"long","logicalType":"timestamp-millis"}"#,
+            json!("2026-01-01T00:00:00.000001Z"),
+            false,
+        ),
+        (
+            r#""long""#,
+            r#"{"type":"long","logicalType":"timestamp-millis"}"#,
+            json!(5),
+            true,
+        ),
+        (
+            r#"{"type":"bytes","logicalType":"decimal","precision":5,"scale":2}"#,
+            r#"{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}"#,
+            json!("123.45"),
+            true,
+        ),
+        (
+            r#"{"type":"bytes","logicalType":"decimal","precision":5,"scale":2}"#,
+            r#"{"type":"bytes","logicalType":"decimal","precision":5,"scale":3}"#,
+            json!("123.45"),
+            false,
+        ),
+        (
+            r#"{"type":"enum","name":"E","symbols":["A","B","C"]}"#,
+            r#"{"type":"enum","name":"E","symbols":["B","A"],"default":"A"}"#,
+            json!("C"),
+            true,
+        ),
+        (
+            r#"{"type":"enum","name":"E","symbols":["A","B","C"]}"#,
+            r#"{"type":"enum","name":"E","symbols":["B","A"]}"#,
+            json!("C"),
+            false,
+        ),
+    ];
+    for (writer, reader, value, compatible) in cases {
+        let (w, r) = (schema(writer), schema(reader));
+        let checked = can_read(&r, &w).is_empty();
+        assert_eq!(checked, compatible, "checker: {writer} -> {reader}");
+        let decoded = decode_resolved_exact(&w, &r, &encode(&w, &value));
+        assert_eq!(
+            decoded.is_ok(),
+            compatible,
+            "decoder: {writer} -> {reader}: {decoded:?}"
+        );
+    }
 }
