@@ -22,8 +22,8 @@ What it does, on the broker at --bootstrap (its own, on loopback):
    e   Switchyard routing only, native, every status-changed (a baseline
        with the same events forwarded as d, to one topic)
    b   Switchyard routing + the claim appeal aggregator
-   b goes last in a round because the aggregator appends its summaries to
-   `claim`; the input is rebuilt from a snapshot before the next round.
+   b goes last in a round; the input is checked (and rebuilt from a
+   snapshot if anything was appended to `claim`) before the next round.
    Before each run it waits (up to --quiet-max s) for a moment when other
    processes on the machine use less than --quiet-share of its CPUs.
    Every run: wall time from process start until the consumer groups'
@@ -68,7 +68,12 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 AGGREGATOR = "claim-appeal-aggregator"
 ROUTER = "portal-router"
 STATUS_TYPE = "claim.status-changed"
-SUMMARY_TYPE = "claim.appeal-summary-updated"
+# The aggregator's summaries go to a noun of their own, as Kafka Streams'
+# go to `bench.summaries`: appended to `claim`, they would be read again by
+# the routing engine and the aggregator itself (which would then also wait
+# on its own open transactions in the partitions it reads).
+SUMMARY_NOUN = "appeal"
+SUMMARY_TYPE = f"{SUMMARY_NOUN}.appeal-summary-updated"
 FILTER = {"status_category_code": [{"prefix": "F"}]}
 ROUTED_SY = "bench.routed.sy"        # c and b
 ALL_SY = "bench.all.sy"              # e
@@ -448,7 +453,7 @@ def host_settings(args, *, plugins_dir=None, routing=True, aggregation=True, tag
         "http": {"listen": args.http},
         "grpc": {"listen": args.grpc},
         "kafka": {"bootstrap_servers": args.bootstrap, "partitions": args.partitions},
-        "registry": {"listen": args.registry, "schemas_dir": str(ROOT / "schemas")},
+        "registry": {"listen": args.registry, "schemas_dir": str(bench_schemas(args))},
         "plugins": {"compiled_cache_dir": str(Path(args.work) / "compiled-plugins"),
                     "artifacts_dir": str(Path(args.work) / "plugin-artifacts")},
         "routing": {"enabled": routing, "topic": f"_bench_routes.{tag}", "group": f"bench.sy.routing.{tag}",
@@ -466,6 +471,17 @@ def host_settings(args, *, plugins_dir=None, routing=True, aggregation=True, tag
             value = value == "true"
         settings.setdefault(section, {})[name] = value
     return settings
+
+
+def bench_schemas(args):
+    """The repository's schemas, plus the summary schema under its own noun."""
+    folder = Path(args.work) / "schemas"
+    if not folder.exists():
+        shutil.copytree(ROOT / "schemas", folder)
+        (folder / SUMMARY_NOUN).mkdir(exist_ok=True)
+        shutil.copy(ROOT / "schemas" / "claim" / "appeal-summary-updated.avsc",
+                    folder / SUMMARY_NOUN / "appeal-summary-updated.avsc")
+    return folder
 
 
 def plugin_dir(args, name, plugins):
@@ -488,6 +504,11 @@ def plugin_dir(args, name, plugins):
             m = re.search(r"^\[", manifest, re.M)
             at = m.start() if m else len(manifest)
             manifest = manifest[:at].rstrip("\n") + f'\nstart = "{start}"\n\n' + manifest[at:]
+        if plugin == AGGREGATOR:
+            if "[config]" in manifest:
+                manifest = manifest.replace("[config]", f'[config]\noutput_noun = "{SUMMARY_NOUN}"', 1)
+            else:
+                manifest = manifest.rstrip("\n") + f'\n\n[config]\noutput_noun = "{SUMMARY_NOUN}"\n'
         (folder / f"{plugin}.toml").write_text(manifest)
     return folder
 
@@ -549,9 +570,10 @@ def check_routed(args, topic, start, route_id, expected):
             "ok": len(records) == expected and tagged == len(records)}
 
 
-def check_aggregates(args, expect, claim_start):
-    """The aggregator's states (queried) and its summaries (appended to
-    `claim`) against the expected result."""
+def check_aggregates(args, expect, claim_start, summary_start):
+    """The aggregator's states (queried) and its summaries (in the summary
+    noun's topic) against the expected result; nothing is appended to
+    `claim`."""
     want = expect["summaries"]
     out = {}
     t0 = time.time()
@@ -566,10 +588,10 @@ def check_aggregates(args, expect, claim_start):
         k = mismatched[0]
         out["first_mismatch"] = {"key": k, "expected": want[k],
                                  "got": summary_object(states[k]) if states.get(k) else None}
-    # Summaries appended to `claim` after the input's end.
-    records = read_records(args.bootstrap, "claim", claim_start)
+    records = read_records(args.bootstrap, SUMMARY_NOUN, summary_start)
     summaries = [(key, value) for _, key, value, h in records if header(h, "ce_type") == SUMMARY_TYPE.encode()]
-    other = len(records) - len(summaries)
+    other = len(records) - len(summaries) + len(read_records(args.bootstrap, "claim", claim_start,
+                                                             want_values=False))
     last = {}
     for key, value in summaries:
         last[key.decode()] = value
@@ -769,7 +791,8 @@ def run_switchyard(args, ctx, system, rnd):
     if claim_ends != ctx["input_ends"]:
         raise RuntimeError(f"`claim` ends at {claim_ends}, not at the input's end {ctx['input_ends']}")
     outputs = {ROUTED_SY: broker.ends(ROUTED_SY), ALL_SY: broker.ends(ALL_SY),
-               "switchyard.dead-letter": broker.ends("switchyard.dead-letter")}
+               "switchyard.dead-letter": broker.ends("switchyard.dead-letter"),
+               SUMMARY_NOUN: broker.ends(SUMMARY_NOUN)}
     if system == "d":
         for topic in ctx["portal_topics"]:
             outputs[topic] = broker.ends(topic)
@@ -851,7 +874,7 @@ def run_switchyard(args, ctx, system, rnd):
                                 "ok": not per_topic_bad and total == expected_total
                                 and dead == expect["status_without_provider_id"]}
         if system == "b":
-            checks["aggregates"] = check_aggregates(args, expect, ctx["input_ends"])
+            checks["aggregates"] = check_aggregates(args, expect, ctx["input_ends"], outputs[SUMMARY_NOUN])
         result["checks"] = checks
         result["correct"] = all(c["ok"] for c in checks.values())
         result["ok"] = True
@@ -939,7 +962,7 @@ def setup(args, ctx):
                            f"expected {ctx['expect']['events']}")
     # Outputs exist before any run, so no run pays for making them.
     ctx["portal_topics"] = [f"{PORTAL_PREFIX}.{p}" for p in ctx["expect"]["status_by_provider"]]
-    made = broker.create(["bench.routed", "bench.summaries", ROUTED_SY, ALL_SY] + ctx["portal_topics"],
+    made = broker.create(["bench.routed", "bench.summaries", ROUTED_SY, ALL_SY, SUMMARY_NOUN] + ctx["portal_topics"],
                          args.partitions)
     log(f"created {len(made)} output topics ({args.partitions} partitions each)")
     # Compile the plugins once into the cache, as any restart would find them.
@@ -987,7 +1010,7 @@ def restore_input(args, ctx):
     broker = ctx["broker"]
     if broker.ends("claim") == ctx["input_ends"]:
         return
-    log("restoring `claim` from the snapshot (the aggregator appended its summaries)")
+    log("restoring `claim` from the snapshot (something was appended to it)")
     with open(ctx["snapshot"], "rb") as f:
         records = pickle.load(f)
     broker.delete_topics(["claim"])
@@ -1335,14 +1358,15 @@ def notes_text(args, ctx, med):
         "",
         "- **Outputs of the aggregation.** Kafka Streams writes each summary as compact JSON to "
         "`bench.summaries`. Switchyard's aggregator emits `claim.appeal-summary-updated` events, which the "
-        "host validates, encodes in Avro (Confluent wire format, CloudEvents headers) and appends to the "
-        "noun topic `claim` itself. Both write one summary per event and a changelog record per event.",
+        f"host validates, encodes in Avro (Confluent wire format, CloudEvents headers) and appends to the "
+        f"noun topic `{SUMMARY_NOUN}` (the aggregator's `output_noun`). Both write one summary per event and "
+        f"a changelog record per event.",
         "- **Two consumers in b, one in a.** The Kafka Streams topology reads `claim` once and both routes "
         "and aggregates each record. In b the routing engine and the aggregator are separate consumer "
-        "groups, each with its own transactional producer, so `claim` is read twice; and since the "
-        "routing engine follows every noun topic, it also reads the summaries the aggregator appends to "
-        "`claim` during the run (and skips them: the route reads status-changed only). The run is done "
-        "when both groups have passed the input's end offsets measured before the run.",
+        f"groups, each with its own transactional producer, so `claim` is read twice; and since the "
+        f"routing engine follows every noun topic, it also reads the summaries in `{SUMMARY_NOUN}` "
+        f"(and skips them: the route reads `claim` status-changed only). The run is done "
+        f"when both groups have passed the input's end offsets measured before the run.",
         f"- **d does more than c.** As asked, d replaces the filter by the portal router, which sends "
         f"*every* status-changed to `{PORTAL_PREFIX}.<provider id>`: {with_id:,} forwards over "
         f"{len(expect['status_by_provider'])} topics ({len(expect['status_by_provider']) * args.partitions} "
@@ -1397,7 +1421,7 @@ def correctness_line(r):
         x = c["aggregates"]
         parts.append(f"states: {x['states_found']:,} of {x['states_queried']:,} found by "
                      f"`GET /v1/aggregates/{AGGREGATOR}/<key>`, {x['states_mismatched']} different from the "
-                     f"expected; summaries appended to `claim`: {x['summary_records']:,} of "
+                     f"expected; summaries in `{SUMMARY_NOUN}`: {x['summary_records']:,} of "
                      f"{x['summary_records_expected']:,}, last one per claim (Avro, decoded with the "
                      f"registry's schema) different in {x['last_summary_mismatched']}")
         if x.get("first_mismatch"):
