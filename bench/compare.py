@@ -458,7 +458,8 @@ def host_settings(args, *, plugins_dir=None, routing=True, aggregation=True, tag
                     "artifacts_dir": str(Path(args.work) / "plugin-artifacts")},
         "routing": {"enabled": routing, "topic": f"_bench_routes.{tag}", "group": f"bench.sy.routing.{tag}",
                     "start": "earliest"},
-        "aggregation": {"enabled": aggregation, "group_prefix": f"bench.sy.aggregate.{tag}"},
+        "aggregation": {"enabled": aggregation, "group_prefix": f"bench.sy.aggregate.{tag}",
+                        "threads": args.threads},
     }
     if plugins_dir is not None:
         settings["plugins"]["dir"] = str(plugins_dir)
@@ -662,7 +663,7 @@ def run_kstreams(args, ctx, rnd):
     env["PYTHON"] = sys.executable
     env.setdefault("JVM_OPTS", "")
     cmd = ["bash", str(KSTREAMS / "run.sh"), "--bootstrap", args.bootstrap, "--topic", "claim",
-           "--expect", ctx["expect_path"]]
+           "--expect", ctx["expect_path"], "--threads", str(args.threads)]
     log(f"round {rnd}, a: {' '.join(cmd)} (JVM_OPTS='{env['JVM_OPTS']}')")
     load = loadavg()
     t_launch = time.time()
@@ -1143,7 +1144,9 @@ def write_report(args, ctx, results):
       f"{args.rounds} round(s), medians (range in brackets when more than one run). "
       "Throughput is events of the input per second of wall time from process start until the "
       "system's consumer group(s) committed the input's end offsets; it includes start-up "
-      "(the JVM, the host's start-up and group joins), as a restart would see it.")
+      "(the JVM, the host's start-up and group joins), as a restart would see it. "
+      f"Both systems process with {args.threads} thread(s): Kafka Streams' `num.stream.threads` and "
+      "Switchyard's `aggregation.threads` (Switchyard's routing engine is one more loop of its own).")
     w("")
     w("| Run | events/s | seconds | CPU seconds | peak RSS | broker CPU s | machine busy | other load | correct |")
     w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
@@ -1447,6 +1450,9 @@ def main():
     ap.add_argument("--claims", type=int, default=5_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="processing threads of both systems: Kafka Streams' num.stream.threads and "
+                         "Switchyard's aggregation.threads (default 2, one per core here)")
     ap.add_argument("--providers", type=int, default=50,
                     help="providers the claims are spread over (d makes one topic per provider)")
     ap.add_argument("--rounds", type=int, default=3)

@@ -228,8 +228,13 @@ pub enum RouteAction<'a> {
         /// Only if the stored route is at this revision (0: does not exist).
         if_revision: Option<i64>,
     },
-    /// List routes, optionally of one owner.
-    List(Option<&'a str>),
+    /// List routes, optionally of one owner, from a page cursor.
+    List {
+        /// Only this team's routes.
+        owner: Option<&'a str>,
+        /// Cursor of the page to show.
+        next: Option<&'a str>,
+    },
     /// Show one route.
     Show(&'a str),
     /// Delete one route.
@@ -305,10 +310,13 @@ pub async fn run_route(server: &str, action: RouteAction<'_>, output: Output) ->
             }
             request
         }
-        RouteAction::List(owner) => {
+        RouteAction::List { owner, next } => {
             let mut request = client.get(&base);
             if let Some(owner) = owner {
                 request = request.query(&[("owner", owner)]);
+            }
+            if let Some(next) = next {
+                request = request.query(&[("next", next)]);
             }
             request
         }
@@ -372,7 +380,7 @@ fn print_route_text(action: &RouteAction<'_>, body: &Value) {
             text(&body["id"]),
             body["revision"]
         ),
-        RouteAction::List(_) => {
+        RouteAction::List { .. } => {
             println!(
                 "{:<32} {:<20} {:<8} {:<32} DESTINATIONS",
                 "ID", "OWNER", "ENABLED", "SOURCE"
@@ -393,7 +401,7 @@ fn print_route_text(action: &RouteAction<'_>, body: &Value) {
                 );
             }
             if let Some(next) = body["next"].as_str() {
-                println!("(more: the API's `next` cursor is {next})");
+                println!("(more: switchyard route list --next {next})");
             }
         }
         RouteAction::Delete(id) => println!("deleted route {id}"),

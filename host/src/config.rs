@@ -230,6 +230,11 @@ pub struct AggregationConfig {
     /// waits for a crashed owner's open transaction before restoring.
     /// Default 10000 (as Kafka Streams).
     pub transaction_timeout_ms: u64,
+    /// Loops (threads, each a consumer of the group with its own
+    /// transactional producer) per aggregator on this instance, like Kafka
+    /// Streams' `num.stream.threads`: partitions spread over them, so an
+    /// instance uses more than one core. Default 1.
+    pub threads: usize,
 }
 
 impl Default for AggregationConfig {
@@ -241,6 +246,7 @@ impl Default for AggregationConfig {
             commit_interval_ms: 100,
             max_transaction_records: 1_000,
             transaction_timeout_ms: 10_000,
+            threads: 1,
         }
     }
 }
@@ -420,6 +426,9 @@ impl Config {
         }
         if self.plugins.call_timeout_ms < 1 {
             bail!("config key `plugins.call_timeout_ms` must be at least 1");
+        }
+        if !(1..=64).contains(&self.aggregation.threads) {
+            bail!("config key `aggregation.threads` must be from 1 to 64");
         }
         if self.plugins.memory_limit_bytes < 1024 * 1024 {
             bail!("config key `plugins.memory_limit_bytes` must be at least 1 MiB");

@@ -60,13 +60,16 @@ pub enum Code {
     /// Aggregation state is not readable right now: its partition is
     /// moving between instances or being restored.
     StateUnavailable,
+    /// The instance already runs as many of this costly request (a route
+    /// dry-run or explain) as it allows at once.
+    Busy,
     /// A bug or an unexpected state on the server; the log has the cause.
     Internal,
 }
 
 impl Code {
     /// Every code, for documentation checks.
-    pub const ALL: [Code; 20] = [
+    pub const ALL: [Code; 21] = [
         Code::UnknownNoun,
         Code::UnknownVerb,
         Code::InvalidName,
@@ -86,6 +89,7 @@ impl Code {
         Code::KafkaUnavailable,
         Code::RegistryUnavailable,
         Code::StateUnavailable,
+        Code::Busy,
         Code::Internal,
     ];
 
@@ -111,6 +115,7 @@ impl Code {
             Code::KafkaUnavailable => "kafka-unavailable",
             Code::RegistryUnavailable => "registry-unavailable",
             Code::StateUnavailable => "state-unavailable",
+            Code::Busy => "busy",
             Code::Internal => "internal",
         }
     }
@@ -137,6 +142,7 @@ impl Code {
             Code::KafkaUnavailable => "kafka unavailable",
             Code::RegistryUnavailable => "schema registry unavailable",
             Code::StateUnavailable => "state unavailable",
+            Code::Busy => "busy",
             Code::Internal => "internal error",
         }
     }
@@ -158,6 +164,7 @@ impl Code {
             Code::KafkaUnavailable | Code::RegistryUnavailable | Code::StateUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Code::Busy => StatusCode::TOO_MANY_REQUESTS,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -174,6 +181,7 @@ impl Code {
             Code::KafkaUnavailable | Code::RegistryUnavailable | Code::StateUnavailable => {
                 tonic::Code::Unavailable
             }
+            Code::Busy => tonic::Code::ResourceExhausted,
             Code::Internal => tonic::Code::Internal,
             Code::MethodNotAllowed => tonic::Code::Unimplemented,
             Code::UnsupportedMediaType => tonic::Code::InvalidArgument,

@@ -101,6 +101,8 @@ pub struct App {
     /// Turns true when the host starts shutting down; long-lived streams
     /// (SSE, gRPC subscriptions) end on it so shutdown does not wait for
     /// clients to hang up.
+    /// Route previews (explain, dry-run) running now, bounded.
+    pub previews: route_admin::Previews,
     pub shutdown_tx: watch::Sender<bool>,
 }
 
@@ -212,6 +214,7 @@ impl App {
             routing_engine: std::sync::OnceLock::new(),
             aggregators,
             directory,
+            previews: route_admin::Previews::default(),
             shutdown_tx: watch::channel(false).0,
         }))
     }

@@ -182,6 +182,9 @@ enum RouteCommand {
         /// Only this team's routes.
         #[arg(long)]
         owner: Option<String>,
+        /// The page after this cursor (a previous listing prints it).
+        #[arg(long)]
+        next: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -415,9 +418,17 @@ fn main() -> ExitCode {
                         if_revision: *if_revision,
                     },
                 ),
-                RouteCommand::List { owner, remote: r } => {
-                    route_remote(r, RouteAction::List(owner.as_deref()))
-                }
+                RouteCommand::List {
+                    owner,
+                    next,
+                    remote: r,
+                } => route_remote(
+                    r,
+                    RouteAction::List {
+                        owner: owner.as_deref(),
+                        next: next.as_deref(),
+                    },
+                ),
                 RouteCommand::Show { id, remote: r } => route_remote(r, RouteAction::Show(id)),
                 RouteCommand::Delete { id, remote: r } => route_remote(r, RouteAction::Delete(id)),
                 RouteCommand::Explain {

@@ -209,8 +209,44 @@ pub struct ExplainPosition {
     pub offset: i64,
 }
 
+/// Previews read Kafka (a dry-run reads the recent events of every source
+/// partition), so an instance runs at most [`PREVIEWS_AT_ONCE`] of each
+/// kind at a time and answers `busy` (429) beyond that.
+pub const PREVIEWS_AT_ONCE: usize = 2;
+
+/// The previews an instance is running.
+pub struct Previews {
+    explains: tokio::sync::Semaphore,
+    dry_runs: tokio::sync::Semaphore,
+}
+
+impl Default for Previews {
+    fn default() -> Self {
+        Previews {
+            explains: tokio::sync::Semaphore::new(PREVIEWS_AT_ONCE),
+            dry_runs: tokio::sync::Semaphore::new(PREVIEWS_AT_ONCE),
+        }
+    }
+}
+
+fn preview_permit<'a>(
+    semaphore: &'a tokio::sync::Semaphore,
+    what: &str,
+) -> Result<tokio::sync::SemaphorePermit<'a>, ApiError> {
+    semaphore.try_acquire().map_err(|_| {
+        ApiError::new(
+            Code::Busy,
+            format!(
+                "this instance is already running {PREVIEWS_AT_ONCE} route {what}s; retry in a moment"
+            ),
+        )
+        .with_retry_after(std::time::Duration::from_secs(1))
+    })
+}
+
 /// Answers an explain request.
 pub async fn explain(app: &Arc<App>, request: ExplainRequest) -> Result<Explained, ApiError> {
+    let _permit = preview_permit(&app.previews.explains, "explain")?;
     let routes = app.routes.snapshot();
     match (request.event, request.position) {
         (Some(event), None) => {
@@ -297,6 +333,7 @@ pub fn parse_route(value: Value) -> Result<Route, ApiError> {
 
 /// Answers a dry-run request.
 pub async fn dry_run(app: &Arc<App>, request: DryRunRequest) -> Result<DryRun, ApiError> {
+    let _permit = preview_permit(&app.previews.dry_runs, "dry-run")?;
     let mut route = parse_route(request.route)?;
     if route.id.is_empty() {
         route.id = "dry-run".to_string();
@@ -511,5 +548,25 @@ async fn engine_status(State(app): State<Arc<App>>) -> Json<Value> {
         None => Json(
             json!({"running": false, "reason": "routing is turned off on this instance (`routing.enabled`)"}),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_beyond_the_limit_are_busy_and_free_again_after() {
+        let previews = Previews::default();
+        let held: Vec<_> = (0..PREVIEWS_AT_ONCE)
+            .map(|_| preview_permit(&previews.dry_runs, "dry-run").unwrap())
+            .collect();
+        let refused = preview_permit(&previews.dry_runs, "dry-run").unwrap_err();
+        assert_eq!(refused.code, Code::Busy);
+        assert_eq!(refused.code.http_status(), StatusCode::TOO_MANY_REQUESTS);
+        // Explains are counted apart.
+        assert!(preview_permit(&previews.explains, "explain").is_ok());
+        drop(held);
+        assert!(preview_permit(&previews.dry_runs, "dry-run").is_ok());
     }
 }

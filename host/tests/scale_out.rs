@@ -1,5 +1,6 @@
 //! Scale-out with real processes: two host instances share the routing and
-//! aggregation work through Kafka consumer groups; while 100,000 events
+//! aggregation work through Kafka consumer groups (each instance runs the
+//! aggregator on two loops, `aggregation.threads = 2`); while 100,000 events
 //! stream in, one is killed with SIGKILL and a third is started, then the
 //! survivor is stopped past its session timeout and let go on. Every
 //! routed event and every aggregate summary must appear exactly once (in
@@ -353,7 +354,7 @@ fn routing_and_aggregation_stay_exactly_once_when_an_instance_is_killed() {
             "[kafka]\nbootstrap_servers = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\nmax_batch_events = {BATCH}\nmax_body_bytes = 4194304\n\
              [grpc]\nlisten = \"127.0.0.1:0\"\n[registry]\nlisten = \"127.0.0.1:0\"\nschemas_dir = \"{schemas}\"\n\
              [plugins]\ndir = \"{}\"\n[routing]\ntopic = \"_switchyard_routes.{run}\"\ngroup = \"switchyard.routing.{run}\"\nstart = \"latest\"\n\
-             [aggregation]\ngroup_prefix = \"switchyard.aggregate.{run}\"\n[log]\nformat = \"json\"\nfilter = \"warn,switchyard=info,switchyard::exactly_once=debug\"\n",
+             [aggregation]\ngroup_prefix = \"switchyard.aggregate.{run}\"\nthreads = 2\n[log]\nformat = \"json\"\nfilter = \"warn,switchyard=info,switchyard::exactly_once=debug\"\n",
             kafka(),
             plugins.display()
         ),

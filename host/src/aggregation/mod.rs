@@ -99,18 +99,35 @@ pub struct Aggregator {
     pub stores: Arc<Mutex<HashMap<i32, PartitionStore>>>,
     /// Counters.
     pub counters: Arc<AggregatorCounters>,
-    looped: Arc<Loop>,
+    /// One loop per thread (`aggregation.threads`), all in the group.
+    loops: Vec<Arc<Loop>>,
 }
 
 impl Aggregator {
-    /// The loop's status.
+    /// The loops' status, summed: partitions of every loop, transactions
+    /// and records added up, running while any loop runs.
     pub fn status(&self) -> LoopStatus {
-        self.looped.status()
+        let mut total = LoopStatus {
+            group: self.group.clone(),
+            ..LoopStatus::default()
+        };
+        for status in self.loops.iter().map(|l| l.status()) {
+            total.running |= status.running;
+            total.assigned.extend(status.assigned);
+            total.transactions_committed += status.transactions_committed;
+            total.transactions_aborted += status.transactions_aborted;
+            total.records += status.records;
+            total.last_error = total.last_error.or(status.last_error);
+        }
+        total.assigned.sort();
+        total
     }
 
-    /// Waits for the loop to end (after shutdown was signalled).
+    /// Waits for the loops to end (after shutdown was signalled).
     pub fn join(&self) {
-        self.looped.join();
+        for looped in &self.loops {
+            looped.join();
+        }
     }
 }
 
@@ -207,37 +224,63 @@ pub async fn run(
     }
     let stores = Arc::new(Mutex::new(HashMap::new()));
     let counters = Arc::new(AggregatorCounters::default());
-    let processor = Arc::new(Mutex::new(AggregateProcessor {
-        parts: Arc::clone(&parts),
-        plugin_rx,
-        changelog: changelog.clone(),
-        group: group.clone(),
-        stores: Arc::clone(&stores),
-        undo: Vec::new(),
-        undo_stream_time: BTreeMap::new(),
-        counters: Arc::clone(&counters),
-        handle: tokio::runtime::Handle::current(),
-        pending: PendingCounts::default(),
-    }));
-    let config = LoopConfig {
-        group: group.clone(),
-        topics: topics.clone(),
-        commit_interval: Duration::from_millis(parts.config.commit_interval_ms),
-        max_records: parts.config.max_transaction_records,
-        transaction_timeout: Duration::from_millis(parts.config.transaction_timeout_ms),
-        pin_latest: if plugin.manifest().start == crate::plugin::manifest::StartFrom::Latest {
-            topics.clone()
-        } else {
-            Vec::new()
-        },
-    };
+    let starts_latest = plugin.manifest().start == crate::plugin::manifest::StartFrom::Latest;
+    if starts_latest {
+        // Pinned once, before any loop joins the group, so no loop reads a
+        // partition from its beginning before the pin lands.
+        let consumer_config = parts.kafka.consumer_config(&group);
+        let pinned = topics.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            crate::pipeline::pin_latest(&consumer_config, &pinned)
+        })
+        .await;
+        if let Ok(Err(error)) | Err(error) = result.map_err(anyhow::Error::from) {
+            tracing::warn!(
+                group,
+                error = format!("{error:#}"),
+                "cannot pin the group's start offsets"
+            );
+        }
+    }
+    let threads = parts.config.threads.max(1);
+    let mut loops = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        // Each loop has its own undo log and open-transaction counts; the
+        // state itself is shared, since partitions move between loops.
+        let processor = Arc::new(Mutex::new(AggregateProcessor {
+            parts: Arc::clone(&parts),
+            plugin_rx: plugin_rx.clone(),
+            changelog: changelog.clone(),
+            group: group.clone(),
+            stores: Arc::clone(&stores),
+            undo: Vec::new(),
+            undo_stream_time: BTreeMap::new(),
+            counters: Arc::clone(&counters),
+            handle: tokio::runtime::Handle::current(),
+            pending: PendingCounts::default(),
+        }));
+        let config = LoopConfig {
+            group: group.clone(),
+            topics: topics.clone(),
+            commit_interval: Duration::from_millis(parts.config.commit_interval_ms),
+            max_records: parts.config.max_transaction_records,
+            transaction_timeout: Duration::from_millis(parts.config.transaction_timeout_ms),
+            pin_latest: Vec::new(),
+        };
+        loops.push(Loop::start(
+            Arc::clone(&parts.kafka),
+            config,
+            processor,
+            shutdown_rx.clone(),
+        ));
+    }
     tracing::info!(
         plugin = plugin.label(),
         group,
         changelog,
+        threads,
         "aggregator started"
     );
-    let looped = Loop::start(Arc::clone(&parts.kafka), config, processor, shutdown_rx);
     let aggregator = Arc::new(Aggregator {
         name: name.clone(),
         group,
@@ -246,7 +289,7 @@ pub async fn run(
         partitions,
         stores,
         counters,
-        looped,
+        loops,
     });
     registry.insert(Arc::clone(&aggregator));
     let joined = Arc::clone(&aggregator);

@@ -451,11 +451,14 @@ fn read_level(
         .map_err(|_| RegistryError::InvalidCompatibility(text.escape_debug().to_string()).into())
 }
 
+/// `{"<name>": "<LEVEL>"}`: Confluent answers reads with
+/// `compatibilityLevel` and writes with `compatibility`.
+fn level_answer(name: &str, level: CompatibilityLevel) -> Response {
+    reply(StatusCode::OK, &json!({name: level.as_str()}))
+}
+
 async fn get_global_config(State(registry): State<Arc<Registry>>) -> Response {
-    reply(
-        StatusCode::OK,
-        &json!({"compatibilityLevel": registry.global_level().as_str()}),
-    )
+    level_answer("compatibilityLevel", registry.global_level())
 }
 
 async fn put_global_config(
@@ -464,20 +467,14 @@ async fn put_global_config(
 ) -> Result<Response, ConfluentError> {
     let level = read_level(body)?;
     registry.set_level(None, Some(level)).await?;
-    Ok(reply(
-        StatusCode::OK,
-        &json!({"compatibility": level.as_str()}),
-    ))
+    Ok(level_answer("compatibility", level))
 }
 
 async fn delete_global_config(
     State(registry): State<Arc<Registry>>,
 ) -> Result<Response, ConfluentError> {
     let before = registry.set_level(None, None).await?;
-    Ok(reply(
-        StatusCode::OK,
-        &json!({"compatibilityLevel": before.as_str()}),
-    ))
+    Ok(level_answer("compatibilityLevel", before))
 }
 
 async fn get_subject_config(
@@ -487,10 +484,7 @@ async fn get_subject_config(
 ) -> Result<Response, ConfluentError> {
     let level =
         registry.subject_level(&subject, Flags::of(query.as_deref()).on("defaultToGlobal"))?;
-    Ok(reply(
-        StatusCode::OK,
-        &json!({"compatibilityLevel": level.as_str()}),
-    ))
+    Ok(level_answer("compatibilityLevel", level))
 }
 
 async fn put_subject_config(
@@ -500,10 +494,7 @@ async fn put_subject_config(
 ) -> Result<Response, ConfluentError> {
     let level = read_level(body)?;
     registry.set_level(Some(&subject), Some(level)).await?;
-    Ok(reply(
-        StatusCode::OK,
-        &json!({"compatibility": level.as_str()}),
-    ))
+    Ok(level_answer("compatibility", level))
 }
 
 async fn delete_subject_config(
@@ -511,10 +502,7 @@ async fn delete_subject_config(
     ConfluentPath(subject): ConfluentPath<String>,
 ) -> Result<Response, ConfluentError> {
     let before = registry.set_level(Some(&subject), None).await?;
-    Ok(reply(
-        StatusCode::OK,
-        &json!({"compatibilityLevel": before.as_str()}),
-    ))
+    Ok(level_answer("compatibilityLevel", before))
 }
 
 /// A `{"mode": …}` body.

@@ -111,14 +111,15 @@ impl Route {
             return Err(invalid(
                 "owner",
                 format!(
-                    "owner must name the team, 1 to {MAX_ID_BYTES} bytes without control characters"
+                    "owner must name the team, 1 to {MAX_ID_BYTES} bytes without control or invisible characters"
                 ),
             ));
         }
         if self.description.len() > 1024 || has_control(&self.description) {
             return Err(invalid(
                 "description",
-                "description must be at most 1024 bytes without control characters".to_string(),
+                "description must be at most 1024 bytes without control or invisible characters"
+                    .to_string(),
             ));
         }
         check_patterns("source.nouns", &self.source.nouns)?;
@@ -160,8 +161,10 @@ fn invalid(field: &str, detail: String) -> ApiError {
     ApiError::new(Code::InvalidRoute, detail).with_field(field.to_string())
 }
 
+/// Control characters, and the invisible ones that make two owners or
+/// descriptions look alike ([`crate::nvo::is_unsafe_char`]).
 fn has_control(text: &str) -> bool {
-    text.chars().any(char::is_control)
+    text.chars().any(crate::nvo::is_unsafe_char)
 }
 
 /// Checks a route id: the key of its record and part of URLs.
@@ -312,6 +315,7 @@ mod tests {
         let cases = [
             (serde_json::json!({"id": "Bad Id"}), "id"),
             (serde_json::json!({"owner": " "}), "owner"),
+            (serde_json::json!({"owner": "team\u{200B}a"}), "owner"),
             (serde_json::json!({"source": {"nouns": []}}), "source.nouns"),
             (
                 serde_json::json!({"source": {"nouns": ["claim"], "verbs": ["Status"]}}),

@@ -44,6 +44,25 @@ impl Registry {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Calls and checks that the answer is an error with this status and
+    /// Confluent code; returns its message.
+    async fn expect_error(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        status: u16,
+        code: u32,
+    ) -> String {
+        let (got, answer) = self.call(method, path, body).await;
+        assert_eq!(
+            (got, &answer["error_code"]),
+            (status, &json!(code)),
+            "{method} {path}: {answer}"
+        );
+        answer["message"].as_str().unwrap_or_default().to_string()
+    }
+
     async fn register(&self, subject: &str, schema: &str) -> (u16, Value) {
         self.call(
             "POST",
@@ -230,30 +249,22 @@ async fn soft_delete_keeps_the_subject_level_and_permanent_delete_removes_it() {
     );
 
     // Permanent first is refused; soft, then soft again, are told apart.
-    let (status, body) = registry
-        .call(
+    registry
+        .expect_error(
             "DELETE",
             &format!("/subjects/{subject}?permanent=true"),
             None,
+            404,
+            40405,
         )
         .await;
-    assert_eq!(
-        (status, &body["error_code"]),
-        (404, &json!(40405)),
-        "{body}"
-    );
     let (status, body) = registry
         .call("DELETE", &format!("/subjects/{subject}"), None)
         .await;
     assert_eq!((status, &body), (200, &json!([1])));
-    let (status, body) = registry
-        .call("DELETE", &format!("/subjects/{subject}"), None)
+    registry
+        .expect_error("DELETE", &format!("/subjects/{subject}"), None, 404, 40404)
         .await;
-    assert_eq!(
-        (status, &body["error_code"]),
-        (404, &json!(40404)),
-        "{body}"
-    );
     let (status, _) = registry
         .call("GET", &format!("/subjects/{subject}/versions"), None)
         .await;
@@ -300,14 +311,9 @@ async fn soft_delete_keeps_the_subject_level_and_permanent_delete_removes_it() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = registry
-        .call("GET", &format!("/config/{subject}"), None)
+    registry
+        .expect_error("GET", &format!("/config/{subject}"), None, 404, 40408)
         .await;
-    assert_eq!(
-        (status, &body["error_code"]),
-        (404, &json!(40408)),
-        "{body}"
-    );
     let (status, _) = registry
         .call(
             "GET",
@@ -331,14 +337,15 @@ async fn versions_delete_softly_then_permanently_with_confluent_codes() {
     assert_eq!(registry.register(&subject, &v1).await.0, 200);
     assert_eq!(registry.register(&subject, &v2).await.0, 200);
     let path = format!("/subjects/{subject}/versions/1");
-    let (status, body) = registry
-        .call("DELETE", &format!("{path}?permanent=true"), None)
+    registry
+        .expect_error(
+            "DELETE",
+            &format!("{path}?permanent=true"),
+            None,
+            404,
+            40407,
+        )
         .await;
-    assert_eq!(
-        (status, &body["error_code"]),
-        (404, &json!(40407)),
-        "{body}"
-    );
     assert_eq!(registry.call("DELETE", &path, None).await, (200, json!(1)));
     let (status, body) = registry.call("DELETE", &path, None).await;
     assert_eq!(
@@ -382,14 +389,15 @@ async fn config_and_mode_follow_confluent_and_survive_a_new_instance() {
         (status, &body["compatibilityLevel"]),
         (200, &json!("BACKWARD"))
     );
-    let (status, body) = registry
-        .call("PUT", "/config", Some(json!({"compatibility": "sideways"})))
+    registry
+        .expect_error(
+            "PUT",
+            "/config",
+            Some(json!({"compatibility": "sideways"})),
+            422,
+            42203,
+        )
         .await;
-    assert_eq!(
-        (status, &body["error_code"]),
-        (422, &json!(42203)),
-        "{body}"
-    );
     let (status, body) = registry
         .call(
             "PUT",
@@ -403,14 +411,9 @@ async fn config_and_mode_follow_confluent_and_survive_a_new_instance() {
     );
 
     let subject = "config-probe";
-    let (status, body) = registry
-        .call("GET", &format!("/config/{subject}"), None)
+    registry
+        .expect_error("GET", &format!("/config/{subject}"), None, 404, 40408)
         .await;
-    assert_eq!(
-        (status, &body["error_code"]),
-        (404, &json!(40408)),
-        "{body}"
-    );
     let (_, body) = registry
         .call(
             "GET",
@@ -449,14 +452,15 @@ async fn config_and_mode_follow_confluent_and_survive_a_new_instance() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(registry.register(subject, &schema).await.0, 200);
-    let (status, body) = registry
-        .call("PUT", "/mode", Some(json!({"mode": "SOMETIMES"})))
+    registry
+        .expect_error(
+            "PUT",
+            "/mode",
+            Some(json!({"mode": "SOMETIMES"})),
+            422,
+            42204,
+        )
         .await;
-    assert_eq!(
-        (status, &body["error_code"]),
-        (422, &json!(42204)),
-        "{body}"
-    );
 
     // A second instance on the same topic, and this one after a restart,
     // answer the same.

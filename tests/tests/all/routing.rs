@@ -609,11 +609,27 @@ async fn the_cli_sets_lists_explains_and_deletes_routes() {
     assert_eq!(
         cli::run_route(
             &server,
-            RouteAction::List(Some("claims-team")),
+            RouteAction::List {
+                owner: Some("claims-team"),
+                next: None
+            },
             Output::Text
         )
         .await,
         ExitCode::SUCCESS
+    );
+    // A cursor the API cannot read: the host refuses it.
+    assert_eq!(
+        cli::run_route(
+            &server,
+            RouteAction::List {
+                owner: None,
+                next: Some("not a cursor")
+            },
+            Output::Text
+        )
+        .await,
+        ExitCode::from(1)
     );
     assert_eq!(
         cli::run_route(&server, RouteAction::Show(&id), Output::Json).await,
@@ -689,7 +705,15 @@ async fn the_cli_sets_lists_explains_and_deletes_routes() {
         ExitCode::from(1)
     );
     assert_eq!(
-        cli::run_route("http://127.0.0.1:9", RouteAction::List(None), Output::Text).await,
+        cli::run_route(
+            "http://127.0.0.1:9",
+            RouteAction::List {
+                owner: None,
+                next: None
+            },
+            Output::Text
+        )
+        .await,
         ExitCode::from(4)
     );
 }
