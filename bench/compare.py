@@ -1360,7 +1360,7 @@ def notes_text(args, ctx, med):
         "## What differs between the runs, besides the system",
         "",
         "- **Outputs of the aggregation.** Kafka Streams writes each summary as compact JSON to "
-        "`bench.summaries`. Switchyard's aggregator emits `claim.appeal-summary-updated` events, which the "
+        f"`bench.summaries`. Switchyard's aggregator emits `{SUMMARY_TYPE}` events, which the "
         f"host validates, encodes in Avro (Confluent wire format, CloudEvents headers) and appends to the "
         f"noun topic `{SUMMARY_NOUN}` (the aggregator's `output_noun`). Both write one summary per event and "
         f"a changelog record per event.",

@@ -25,6 +25,8 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from jsonform import plain
+
 
 def record(fields):
     return json.dumps({"type": "record", "name": "Probe", "namespace": "org.example.python", "fields": fields})
@@ -116,19 +118,6 @@ def produce(bootstrap, url, key):
                           "object": plain(obj)}))
     if producer.flush(30) != 0:
         sys.exit("records were not delivered")
-
-
-def plain(value):
-    """The JSON form Switchyard gives the same values."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    return value
 
 
 def main():

@@ -9,8 +9,6 @@ whose `ce_id` header is asked for, with the headers and the decoded object.
 usage: confluent_read.py BOOTSTRAP REGISTRY_URL TOPIC EVENT_ID [EVENT_ID...]
 """
 
-import datetime
-import decimal
 import json
 import sys
 import time
@@ -20,20 +18,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-
-def plain(value):
-    """Turns fastavro's logical-type values into Switchyard's JSON forms."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, datetime.datetime):
-        return value.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    return value
+from jsonform import plain
 
 
 def main():

@@ -230,6 +230,31 @@ impl Frame {
     }
 }
 
+/// A stream of a topic's events from its beginning, once the topic exists
+/// (a routed-to topic appears with its first event); none if it does not
+/// appear before `deadline`.
+pub async fn topic_from_start(
+    host: &TestHost,
+    topic: &str,
+    deadline: std::time::Instant,
+) -> Option<SseReader> {
+    loop {
+        let stream = SseReader::connect(
+            &host.url(&format!("/v1/topics/{topic}/events?start=earliest")),
+            None,
+        )
+        .await
+        .expect("the host answers");
+        if stream.status == 200 {
+            return Some(stream);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A minimal SSE reader over a streaming HTTP response, written from the
 /// WHATWG event stream rules: lines end in LF, CRLF or CR; a blank line ends
 /// a frame; lines starting with `:` are comments.

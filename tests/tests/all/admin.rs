@@ -90,21 +90,8 @@ async fn routed(
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
-    // The topic appears with the first routed event.
-    let mut stream = loop {
-        let stream = SseReader::connect(
-            &host.url(&format!("/v1/topics/{topic}/events?start=earliest")),
-            None,
-        )
-        .await
-        .unwrap();
-        if stream.status == 200 {
-            break stream;
-        }
-        if Instant::now() >= deadline {
-            return out;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let Some(mut stream) = switchyard_tests::topic_from_start(host, topic, deadline).await else {
+        return out;
     };
     while out.len() < wanted {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -30,19 +30,9 @@ fn status_object(key: &str, provider: &str) -> serde_json::Value {
 /// Waits for an event of `key` on a portal topic.
 async fn wait_routed(host: &switchyard_tests::TestHost, topic: &str, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
-    let mut stream = loop {
-        let stream = SseReader::connect(
-            &host.url(&format!("/v1/topics/{topic}/events?start=earliest")),
-            None,
-        )
+    let mut stream = switchyard_tests::topic_from_start(host, topic, deadline)
         .await
-        .unwrap();
-        if stream.status == 200 {
-            break stream;
-        }
-        assert!(Instant::now() < deadline, "`{topic}` never appeared");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        .unwrap_or_else(|| panic!("`{topic}` never appeared"));
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let frame = stream
