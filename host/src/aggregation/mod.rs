@@ -244,10 +244,11 @@ pub async fn run(
     }
     let threads = parts.config.threads.max(1);
     let mut loops = Vec::with_capacity(threads);
-    for _ in 0..threads {
+    for loop_id in 0..threads {
         // Each loop has its own undo log and open-transaction counts; the
         // state itself is shared, since partitions move between loops.
         let processor = Arc::new(Mutex::new(AggregateProcessor {
+            loop_id,
             parts: Arc::clone(&parts),
             plugin_rx: plugin_rx.clone(),
             changelog: changelog.clone(),
@@ -309,6 +310,8 @@ struct PendingCounts {
 }
 
 struct AggregateProcessor {
+    /// Which of the aggregator's loops on this instance this is.
+    loop_id: usize,
     parts: Arc<AggregationParts>,
     plugin_rx: watch::Receiver<Arc<Plugin>>,
     changelog: String,
@@ -338,19 +341,14 @@ impl Processor for AggregateProcessor {
             .consumer_config(&format!("{}-restore", self.group));
         let within = Duration::from_millis(self.parts.config.transaction_timeout_ms * 3);
         for partition in &wanted {
-            if self
-                .stores
-                .lock()
-                .expect("stores lock")
-                .contains_key(partition)
-            {
-                continue;
-            }
+            // Always from the changelog: a store already in the map may be
+            // another loop's, stale since that loop lost the partition.
             // A partition that cannot be restored is not processed with
             // empty state: the store stays missing, and `process` fails its
             // records, so they are read again after the next rebalance.
             match state::restore(&consumer_config, &self.changelog, *partition, within) {
-                Ok(store) => {
+                Ok(mut store) => {
+                    store.owner = self.loop_id;
                     tracing::info!(
                         group = self.group,
                         partition,
@@ -363,6 +361,7 @@ impl Processor for AggregateProcessor {
                         .insert(*partition, store);
                 }
                 Err(error) => {
+                    self.stores.lock().expect("stores lock").remove(partition);
                     tracing::error!(
                         group = self.group,
                         partition,
@@ -386,7 +385,12 @@ impl Processor for AggregateProcessor {
     fn revoked(&mut self, partitions: &[Partition]) {
         let mut stores = self.stores.lock().expect("stores lock");
         for (_, partition) in partitions {
-            stores.remove(partition);
+            if stores
+                .get(partition)
+                .is_some_and(|s| s.owner == self.loop_id)
+            {
+                stores.remove(partition);
+            }
         }
         let owned: Vec<i32> = stores.keys().copied().collect();
         drop(stores);
@@ -426,9 +430,12 @@ impl Processor for AggregateProcessor {
         let settings = plugin.manifest().aggregate.clone();
         let (slot, current) = {
             let stores = self.stores.lock().expect("stores lock");
-            let store = stores.get(&partition).ok_or_else(|| {
-                anyhow::anyhow!("the state of partition {partition} is not restored")
-            })?;
+            let store = stores
+                .get(&partition)
+                .filter(|s| s.owner == self.loop_id)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("the state of partition {partition} is not restored")
+                })?;
             let Some(slot) = store.slot(&settings, &envelope.key, time_ms) else {
                 self.pending.late_dropped += 1;
                 tracing::debug!(
@@ -610,8 +617,10 @@ impl Processor for AggregateProcessor {
 
     fn aborted(&mut self) {
         let mut stores = self.stores.lock().expect("stores lock");
+        let loop_id = self.loop_id;
         for (partition, key, before) in self.undo.drain(..).rev() {
-            if let Some(store) = stores.get_mut(&partition) {
+            // A store another loop restored since is already right.
+            if let Some(store) = stores.get_mut(&partition).filter(|s| s.owner == loop_id) {
                 match before {
                     Some(entry) => store.entries.insert(key, entry),
                     None => store.entries.remove(&key),
@@ -619,7 +628,7 @@ impl Processor for AggregateProcessor {
             }
         }
         for (partition, time) in std::mem::take(&mut self.undo_stream_time) {
-            if let Some(store) = stores.get_mut(&partition) {
+            if let Some(store) = stores.get_mut(&partition).filter(|s| s.owner == loop_id) {
                 store.stream_time_ms = time;
             }
         }
@@ -648,7 +657,8 @@ impl AggregateProcessor {
         let mut stores = self.stores.lock().expect("stores lock");
         let store = stores
             .get_mut(&partition)
-            .ok_or_else(|| anyhow::anyhow!("partition {partition} is not owned"))?;
+            .filter(|s| s.owner == self.loop_id)
+            .ok_or_else(|| anyhow::anyhow!("partition {partition} is not owned by this loop"))?;
         let before = match entry {
             Some(entry) => store.entries.insert(store_key.to_string(), entry),
             None => store.entries.remove(store_key),
@@ -667,8 +677,11 @@ impl AggregateProcessor {
     ) -> anyhow::Result<()> {
         let expired = {
             let mut stores = self.stores.lock().expect("stores lock");
-            let Some(store) = stores.get_mut(&partition) else {
-                return Ok(());
+            let Some(store) = stores
+                .get_mut(&partition)
+                .filter(|s| s.owner == self.loop_id)
+            else {
+                anyhow::bail!("partition {partition} is not owned by this loop");
             };
             if time_ms <= store.stream_time_ms {
                 return Ok(());

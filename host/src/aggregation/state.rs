@@ -44,6 +44,12 @@ pub struct PartitionStore {
     pub entries: HashMap<String, Entry>,
     /// Largest event time seen, Unix milliseconds.
     pub stream_time_ms: i64,
+    /// The loop (of this instance's loops for the aggregator) that owns
+    /// the partition now. Loops share one map of stores; a loop that lost
+    /// its partitions without hearing of it yet (its member was thrown out
+    /// of the group) must neither change nor remove a store that another
+    /// loop has since restored.
+    pub owner: usize,
 }
 
 /// Where an event's state lives.
