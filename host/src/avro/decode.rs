@@ -165,7 +165,32 @@ fn latin1(b: &[u8]) -> Value {
     Value::String(b.iter().map(|&c| char::from(c)).collect())
 }
 
-fn float_json(f: f64) -> Value {
+/// An `int` as JSON: a `date` as its ISO date, else the number. Shared with
+/// the resolving decoder, so both render a value alike.
+pub(super) fn int_json(n: i32, logical: Option<LogicalType>) -> Value {
+    match logical {
+        Some(LogicalType::Date) => {
+            time::format_date(i64::from(n)).map_or_else(|| Value::from(n), Value::String)
+        }
+        _ => Value::from(n),
+    }
+}
+
+/// A `long` as JSON: timestamps as RFC 3339 text, else the number.
+pub(super) fn long_json(n: i64, logical: Option<LogicalType>) -> Value {
+    let text = match logical {
+        Some(LogicalType::TimestampMillis) => time::format_timestamp(n, Unit::Millis, false),
+        Some(LogicalType::TimestampMicros) => time::format_timestamp(n, Unit::Micros, false),
+        Some(LogicalType::LocalTimestampMillis) => time::format_timestamp(n, Unit::Millis, true),
+        Some(LogicalType::LocalTimestampMicros) => time::format_timestamp(n, Unit::Micros, true),
+        _ => None,
+    };
+    text.map_or_else(|| Value::from(n), Value::String)
+}
+
+/// A float as JSON; NaN and the infinities, which JSON numbers cannot
+/// hold, as strings.
+pub(super) fn float_json(f: f64) -> Value {
     match Number::from_f64(f) {
         Some(n) => Value::Number(n),
         None if f.is_nan() => Value::String("NaN".into()),
@@ -320,31 +345,9 @@ impl Decoder<'_> {
             NodeKind::Int => {
                 let n = read_long(input).map_err(err)?;
                 let n = i32::try_from(n).map_err(|_| err(DecodeErrorKind::IntOutOfRange(n)))?;
-                match node.logical {
-                    Some(LogicalType::Date) => time::format_date(i64::from(n))
-                        .map_or_else(|| Value::from(n), Value::String),
-                    _ => Value::from(n),
-                }
+                int_json(n, node.logical)
             }
-            NodeKind::Long => {
-                let n = read_long(input).map_err(err)?;
-                let text = match node.logical {
-                    Some(LogicalType::TimestampMillis) => {
-                        time::format_timestamp(n, Unit::Millis, false)
-                    }
-                    Some(LogicalType::TimestampMicros) => {
-                        time::format_timestamp(n, Unit::Micros, false)
-                    }
-                    Some(LogicalType::LocalTimestampMillis) => {
-                        time::format_timestamp(n, Unit::Millis, true)
-                    }
-                    Some(LogicalType::LocalTimestampMicros) => {
-                        time::format_timestamp(n, Unit::Micros, true)
-                    }
-                    _ => None,
-                };
-                text.map_or_else(|| Value::from(n), Value::String)
-            }
+            NodeKind::Long => long_json(read_long(input).map_err(err)?, node.logical),
             NodeKind::Float => {
                 let b = take(input, 4).map_err(err)?;
                 float_json(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))

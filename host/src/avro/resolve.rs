@@ -45,16 +45,17 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use super::decimal;
-use super::decode::{DecodeErrorKind, read_bytes, read_long, take};
+use super::decode::{
+    DecodeErrorKind, float_json, int_json, long_json, read_bytes, read_long, take,
+};
 use super::encode::union_needs_wrapper;
 use super::path::Path;
 use super::schema::{
     EnumSchema, LogicalType, MAX_DEPTH, Node, NodeId, NodeKind, RecordSchema, Schema, json_kind,
 };
-use super::time::{self, Unit};
 
 /// Most items that encode to zero bytes accepted in one value, as in the
 /// single-schema decoder: their counts cannot be checked against the input.
@@ -638,15 +639,6 @@ fn latin1(b: &[u8]) -> Value {
     Value::String(b.iter().map(|&c| char::from(c)).collect())
 }
 
-fn float_json(f: f64) -> Value {
-    match Number::from_f64(f) {
-        Some(n) => Value::Number(n),
-        None if f.is_nan() => Value::String("NaN".into()),
-        None if f > 0.0 => Value::String("Infinity".into()),
-        None => Value::String("-Infinity".into()),
-    }
-}
-
 /// Renders a writer scalar as reader `node`, exactly as the single-schema
 /// decoder renders a value of that node (promotions applied first).
 fn render(node: &Node, raw: Raw<'_>) -> Result<Value, DecodeErrorKind> {
@@ -656,31 +648,9 @@ fn render(node: &Node, raw: Raw<'_>) -> Result<Value, DecodeErrorKind> {
         (NodeKind::Boolean, Raw::Bool(b)) => Value::Bool(b),
         (NodeKind::Int, Raw::Long(n)) => {
             let n = i32::try_from(n).map_err(|_| DecodeErrorKind::IntOutOfRange(n))?;
-            match node.logical {
-                Some(LogicalType::Date) => {
-                    time::format_date(i64::from(n)).map_or_else(|| Value::from(n), Value::String)
-                }
-                _ => Value::from(n),
-            }
+            int_json(n, node.logical)
         }
-        (NodeKind::Long, Raw::Long(n)) => {
-            let text = match node.logical {
-                Some(LogicalType::TimestampMillis) => {
-                    time::format_timestamp(n, Unit::Millis, false)
-                }
-                Some(LogicalType::TimestampMicros) => {
-                    time::format_timestamp(n, Unit::Micros, false)
-                }
-                Some(LogicalType::LocalTimestampMillis) => {
-                    time::format_timestamp(n, Unit::Millis, true)
-                }
-                Some(LogicalType::LocalTimestampMicros) => {
-                    time::format_timestamp(n, Unit::Micros, true)
-                }
-                _ => None,
-            };
-            text.map_or_else(|| Value::from(n), Value::String)
-        }
+        (NodeKind::Long, Raw::Long(n)) => long_json(n, node.logical),
         // A reader `float` holds an f32 whatever it was promoted from; the
         // casts round to nearest as the spec's promotions do.
         (NodeKind::Float, Raw::Long(n)) => float_json(f64::from(n as f32)),
