@@ -8,6 +8,9 @@
 #   plugin (the Python plugin's build script makes its own virtualenv).
 # - A Python virtualenv with Confluent's client and fastavro (independent
 #   wire-format checks), under $SWITCHYARD_CACHE/venv.
+# - Go, new enough to build the stack's Jaeger (scripts/stack/jaeger/go.mod):
+#   only checked, as Debian's golang-go is usually too old; the go.dev
+#   release goes into /usr/local/go.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,6 +49,34 @@ fi
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   log "adding the rust target wasm32-wasip2"
   rustup target add wasm32-wasip2 >&2
+fi
+
+# The stack builds Jaeger with the first new enough of the Go on PATH and
+# /usr/local/go/bin/go (the go.dev tarball's place, often not on PATH); new
+# enough is at least the go line of Jaeger's module.
+GO_NEED="$(awk '$1 == "go" { print $2 }' "$ROOT/scripts/stack/jaeger/go.mod")"
+GO_FOUND=""
+GO_TRIED=""
+for GO in "$(command -v go || true)" /usr/local/go/bin/go; do
+  [[ -n "$GO" && -x "$GO" && "$GO" != "$GO_TRIED" ]] || continue
+  GO_TRIED="$GO"
+  GO_HAVE="$( (cd / && GOTOOLCHAIN=local "$GO" version 2>/dev/null) | awk '{ sub(/^go/, "", $3); print $3 }' || true)"
+  if [[ -n "$GO_HAVE" && "$(printf '%s\n%s\n' "$GO_NEED" "$GO_HAVE" | sort -V | head -n1)" == "$GO_NEED" ]]; then
+    GO_FOUND="$GO"
+    break
+  fi
+  if [[ -n "$GO_HAVE" ]]; then
+    log "$GO is go $GO_HAVE, older than the $GO_NEED needed to build Jaeger"
+  else
+    log "$GO does not say its version"
+  fi
+done
+if [[ -z "$GO_FOUND" ]]; then
+  log "go $GO_NEED or newer is required to build Jaeger for the local stack"
+  log "Debian's golang-go package is usually older. Install a current release from https://go.dev/dl/"
+  log "(X.Y.Z: its version), and scripts/stack.sh finds it even when /usr/local/go/bin is not on PATH:"
+  log "  sudo rm -rf /usr/local/go && curl -fsSL https://go.dev/dl/goX.Y.Z.linux-$(dpkg --print-architecture 2>/dev/null || echo amd64).tar.gz | sudo tar -C /usr/local -xz"
+  exit 1
 fi
 
 VENV="$CACHE/venv"

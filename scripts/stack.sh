@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# The local stack: real Apache Kafka (KRaft, one combined broker/controller)
-# on loopback, installed from Maven Central jars. No Docker engine needed.
+# The local stack, on loopback only and with no Docker engine needed:
+# - real Apache Kafka (KRaft, one combined broker/controller), installed from
+#   Maven Central jars;
+# - Jaeger v2 all-in-one (OTLP in, query API out, traces in memory only),
+#   built with Go from the module pinned in scripts/stack/jaeger/. Its UI is
+#   a placeholder page: the UI's assets are not part of the Go module.
 #
 #   scripts/stack.sh up       install if needed, start, wait until it answers
 #   scripts/stack.sh down     stop what `up` started
 #   scripts/stack.sh status   say what runs, exit 0 only if all of it answers
+#   scripts/stack.sh reset    stop, then delete the logs and data
 #
-# Downloads are cached under $SWITCHYARD_CACHE (default ~/.cache/switchyard);
-# logs and data live in .stack/ in the work tree, which git ignores.
-# Running `up` twice is a no-op the second time.
+# Ports on 127.0.0.1, and the variables that move them:
+#   9092   Kafka              SWITCHYARD_KAFKA_PORT
+#   9093   Kafka controller   SWITCHYARD_KAFKA_CONTROLLER_PORT
+#   4317   Jaeger OTLP gRPC   SWITCHYARD_JAEGER_OTLP_GRPC_PORT
+#   4318   Jaeger OTLP HTTP   SWITCHYARD_JAEGER_OTLP_HTTP_PORT
+#   16686  Jaeger query HTTP  SWITCHYARD_JAEGER_QUERY_PORT
+#   16685  Jaeger query gRPC  SWITCHYARD_JAEGER_QUERY_GRPC_PORT
+#   13133  Jaeger health      SWITCHYARD_JAEGER_HEALTH_PORT
+#
+# Downloads and the Jaeger binary are cached under $SWITCHYARD_CACHE (default
+# ~/.cache/switchyard); the first Jaeger build compiles it from source (about
+# 11 minutes and 2 GB of memory on 2 cores; seconds with a warm Go cache).
+# Logs and data live in .stack/ in the work tree ($SWITCHYARD_STACK_DIR),
+# which git ignores. Running `up` twice is a no-op the second time.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +35,17 @@ KAFKA_JARS="$CACHE/kafka-$KAFKA_VERSION/libs"
 KAFKA_PORT="${SWITCHYARD_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${SWITCHYARD_KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_DIR="$STATE/kafka"
+JAEGER_MOD="$ROOT/scripts/stack/jaeger"
+# Jaeger v2.N is version v1.(N+63) of its Go module (see its go.mod).
+JAEGER_MODULE_VERSION="$(awk '$1 == "github.com/jaegertracing/jaeger" { print $2 }' "$JAEGER_MOD/go.mod")"
+JAEGER_VERSION="$(awk -F. '{ printf "2.%d.%s", $2 - 63, $3 }' <<<"$JAEGER_MODULE_VERSION")"
+JAEGER_BIN="$CACHE/jaeger-$JAEGER_VERSION/jaeger"
+JAEGER_DIR="$STATE/jaeger"
+JAEGER_OTLP_GRPC_PORT="${SWITCHYARD_JAEGER_OTLP_GRPC_PORT:-4317}"
+JAEGER_OTLP_HTTP_PORT="${SWITCHYARD_JAEGER_OTLP_HTTP_PORT:-4318}"
+JAEGER_QUERY_PORT="${SWITCHYARD_JAEGER_QUERY_PORT:-16686}"
+JAEGER_QUERY_GRPC_PORT="${SWITCHYARD_JAEGER_QUERY_GRPC_PORT:-16685}"
+JAEGER_HEALTH_PORT="${SWITCHYARD_JAEGER_HEALTH_PORT:-13133}"
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 
@@ -132,6 +159,167 @@ kafka_up() {
   log "kafka is up on 127.0.0.1:$KAFKA_PORT"
 }
 
+# The Go that builds Jaeger, as "path version": the first new enough of the
+# one on PATH and the one the go.dev tarball installs into /usr/local/go,
+# which is often not on PATH (while Debian's golang-go there is often too
+# old). The version is asked from /, where no go.mod asks for another
+# toolchain.
+find_go() {
+  local need="$1" go have tried=""
+  for go in "$(command -v go || true)" /usr/local/go/bin/go; do
+    [[ -n "$go" && -x "$go" && "$go" != "$tried" ]] || continue
+    tried="$go"
+    have="$( (cd / && GOTOOLCHAIN=local "$go" version 2>/dev/null) | awk '{ sub(/^go/, "", $3); print $3 }' || true)"
+    if [[ -n "$have" && "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" == "$need" ]]; then
+      echo "$go $have"
+      return
+    fi
+    if [[ -n "$have" ]]; then
+      log "$go is go $have, older than the $need that Jaeger needs"
+    else
+      log "$go does not say its version"
+    fi
+  done
+  return 1
+}
+
+install_jaeger() {
+  if [[ -x "$JAEGER_BIN" ]]; then
+    return
+  fi
+  # The module's go line is the oldest Go its dependencies accept.
+  local go need have found
+  need="$(awk '$1 == "go" { print $2 }' "$JAEGER_MOD/go.mod")"
+  if ! found="$(find_go "$need")"; then
+    log "go $need or newer is required to build Jaeger; run scripts/setup.sh"
+    exit 1
+  fi
+  read -r go have <<<"$found"
+  log "building Jaeger $JAEGER_VERSION (module $JAEGER_MODULE_VERSION) into $JAEGER_BIN with go $have;" \
+    "from a cold Go cache this takes about 11 minutes and 2 GB of memory on 2 cores"
+  mkdir -p "$(dirname "$JAEGER_BIN")"
+  # Linked under a temporary name and renamed when complete, so an
+  # interrupted build never passes for a built binary.
+  local partial="$JAEGER_BIN.partial.$$" goflags
+  # GOTOOLCHAIN=local: use this Go, never download another. -mod=readonly:
+  # build exactly what go.mod and go.sum pin, or fail; added to the user's
+  # own GOFLAGS (the last -mod wins). -s -w: no symbol tables or DWARF,
+  # 81 instead of 116 MiB; -X: `jaeger version` and its start-up log say
+  # which release this is.
+  goflags="$(cd "$JAEGER_MOD" && GOTOOLCHAIN=local "$go" env GOFLAGS)"
+  if ! (
+    trap 'rm -f "$partial"' EXIT
+    cd "$JAEGER_MOD" &&
+      GOTOOLCHAIN=local GOFLAGS="${goflags:+$goflags }-mod=readonly" nice -n 19 "$go" build \
+        -ldflags "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$JAEGER_VERSION" \
+        -o "$partial" github.com/jaegertracing/jaeger/cmd/jaeger &&
+      mv -f "$partial" "$JAEGER_BIN"
+  ); then
+    log "building Jaeger failed (see the go output above)"
+    exit 1
+  fi
+}
+
+# Each port after the variable that moves it (for clear errors), one a line.
+jaeger_ports() {
+  printf '%s %s\n' \
+    SWITCHYARD_JAEGER_OTLP_GRPC_PORT "$JAEGER_OTLP_GRPC_PORT" \
+    SWITCHYARD_JAEGER_OTLP_HTTP_PORT "$JAEGER_OTLP_HTTP_PORT" \
+    SWITCHYARD_JAEGER_QUERY_PORT "$JAEGER_QUERY_PORT" \
+    SWITCHYARD_JAEGER_QUERY_GRPC_PORT "$JAEGER_QUERY_GRPC_PORT" \
+    SWITCHYARD_JAEGER_HEALTH_PORT "$JAEGER_HEALTH_PORT"
+}
+
+# The copy of scripts/stack/jaeger/config.yaml that Jaeger runs with: each
+# ${env:NAME:-default} replaced by this script's value, so the file says
+# exactly what runs and nothing depends on Jaeger's environment.
+# shellcheck disable=SC2016 # the ${...} in single quotes are sed's and grep's, not the shell's
+write_jaeger_config() {
+  local port var
+  local -a subst=(-e 's/\${env:JAEGER_LISTEN_HOST:-[^}]*}/127.0.0.1/g')
+  while read -r var port; do
+    if [[ ! "$port" =~ ^[1-9][0-9]{0,4}$ ]] || ((port > 65535)); then
+      log "$var=$port is not a port number"
+      exit 1
+    fi
+    subst+=(-e "s/\\\${env:$var:-[^}]*}/$port/g")
+  done < <(jaeger_ports)
+  mkdir -p "$JAEGER_DIR"
+  sed "${subst[@]}" "$JAEGER_MOD/config.yaml" >"$JAEGER_DIR/config.yaml"
+  # Any left outside a comment is one this script does not know.
+  if grep -qE '^[^#]*\$\{' "$JAEGER_DIR/config.yaml"; then
+    log "scripts/stack/jaeger/config.yaml has a placeholder this script does not fill:"
+    grep -nE '^[^#]*\$\{' "$JAEGER_DIR/config.yaml" >&2
+    exit 1
+  fi
+}
+
+# The pid file's process is our Jaeger: it runs with this state's config
+# (a stale pid file, say after a reboot, may name an unrelated process).
+jaeger_running() {
+  local cmdline
+  pid_alive "$JAEGER_DIR/pid" &&
+    cmdline="$(tr '\0' ' ' <"/proc/$(cat "$JAEGER_DIR/pid")/cmdline" 2>/dev/null)" &&
+    [[ "$cmdline" == *" --config=file:$JAEGER_DIR/config.yaml"* ]]
+}
+
+jaeger_down() {
+  if jaeger_running; then
+    stop_pid jaeger "$JAEGER_DIR/pid"
+  fi
+  rm -f "$JAEGER_DIR/pid"
+}
+
+jaeger_healthy() {
+  # --noproxy: a proxy from the environment must not see loopback requests.
+  curl -fs --noproxy '*' --max-time 2 -o /dev/null "http://127.0.0.1:$JAEGER_HEALTH_PORT/status"
+}
+
+jaeger_up() {
+  if jaeger_running; then
+    if jaeger_healthy; then
+      log "jaeger already running: OTLP 127.0.0.1:$JAEGER_OTLP_GRPC_PORT (gRPC) and" \
+        "127.0.0.1:$JAEGER_OTLP_HTTP_PORT (HTTP), query http://127.0.0.1:$JAEGER_QUERY_PORT (pid $(cat "$JAEGER_DIR/pid"))"
+      return
+    fi
+    # Ours, but not answering (still starting, or stuck): start afresh.
+    log "jaeger (pid $(cat "$JAEGER_DIR/pid")) does not answer on 127.0.0.1:$JAEGER_HEALTH_PORT; restarting it"
+    stop_pid jaeger "$JAEGER_DIR/pid"
+  fi
+  local port var
+  while read -r var port; do
+    if port_open "$port"; then
+      log "port $port is taken by a process this script did not start; stop it or set $var"
+      exit 1
+    fi
+  done < <(jaeger_ports)
+  install_jaeger
+  write_jaeger_config
+  log "starting jaeger $JAEGER_VERSION (traces in memory only)"
+  # nohup execs Jaeger, so $! is Jaeger's own pid.
+  nohup "$JAEGER_BIN" --config="file:$JAEGER_DIR/config.yaml" \
+    >"$JAEGER_DIR/jaeger.log" 2>&1 </dev/null &
+  echo $! >"$JAEGER_DIR/pid"
+  local deadline=$((SECONDS + 60))
+  until jaeger_healthy; do
+    if ! pid_alive "$JAEGER_DIR/pid"; then
+      log "jaeger exited during start-up; last lines of its log:"
+      tail -n 30 "$JAEGER_DIR/jaeger.log" >&2 || true
+      rm -f "$JAEGER_DIR/pid"
+      exit 1
+    fi
+    if (( SECONDS > deadline )); then
+      log "jaeger did not answer on http://127.0.0.1:$JAEGER_HEALTH_PORT/status within 60 s; last lines of its log:"
+      tail -n 30 "$JAEGER_DIR/jaeger.log" >&2 || true
+      stop_pid jaeger "$JAEGER_DIR/pid"
+      exit 1
+    fi
+    sleep 0.5
+  done
+  log "jaeger is up: OTLP 127.0.0.1:$JAEGER_OTLP_GRPC_PORT (gRPC) and 127.0.0.1:$JAEGER_OTLP_HTTP_PORT (HTTP)," \
+    "query http://127.0.0.1:$JAEGER_QUERY_PORT (log: $JAEGER_DIR/jaeger.log)"
+}
+
 stop_pid() {
   local name="$1" pidfile="$2"
   if pid_alive "$pidfile"; then
@@ -159,14 +347,28 @@ status() {
     echo "kafka    down"
     ok=1
   fi
+  if jaeger_running && jaeger_healthy; then
+    echo "jaeger   up    OTLP 127.0.0.1:$JAEGER_OTLP_GRPC_PORT (gRPC), 127.0.0.1:$JAEGER_OTLP_HTTP_PORT (HTTP);" \
+      "query http://127.0.0.1:$JAEGER_QUERY_PORT (pid $(cat "$JAEGER_DIR/pid"))"
+  else
+    echo "jaeger   down"
+    ok=1
+  fi
   return $ok
 }
 
 case "${1:-}" in
-  up) kafka_up ;;
-  down) stop_pid kafka "$KAFKA_DIR/pid" ;;
+  up)
+    kafka_up
+    jaeger_up
+    ;;
+  down)
+    jaeger_down
+    stop_pid kafka "$KAFKA_DIR/pid"
+    ;;
   status) status ;;
   reset)
+    jaeger_down
     stop_pid kafka "$KAFKA_DIR/pid"
     rm -rf "$STATE"
     log "removed $STATE"

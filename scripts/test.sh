@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # README command 2: every test.
 #
-# Installs what is missing, brings the local stack up (real Kafka on
-# loopback), then runs the unit tests, the plugin tests, the doc tests and the
-# integration tests against the stack. Nothing is skipped: if a service the
-# tests need cannot start, this fails.
+# Installs what is missing, brings the local stack up (real Kafka and Jaeger
+# on loopback), then runs the unit tests, the plugin tests, the doc tests and
+# the integration tests against the stack. Nothing is skipped: if a service
+# the tests need cannot start, this fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +13,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 export SWITCHYARD_PYTHON="${SWITCHYARD_PYTHON:-$CACHE/venv/bin/python}"
 # The tests talk to the broker that `stack.sh up` starts below.
 export SWITCHYARD_TEST_KAFKA="127.0.0.1:${SWITCHYARD_KAFKA_PORT:-9092}"
+# And to its Jaeger: spans go in over OTLP gRPC, come back from the query API.
+export SWITCHYARD_TEST_OTLP_ENDPOINT="http://127.0.0.1:${SWITCHYARD_JAEGER_OTLP_GRPC_PORT:-4317}"
+export SWITCHYARD_TEST_JAEGER_QUERY="http://127.0.0.1:${SWITCHYARD_JAEGER_QUERY_PORT:-16686}"
 
 bash "$ROOT/scripts/setup.sh"
 bash "$ROOT/scripts/stack.sh" up
