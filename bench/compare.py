@@ -460,6 +460,10 @@ def host_settings(args, *, plugins_dir=None, routing=True, aggregation=True, tag
                     "start": "earliest"},
         "aggregation": {"enabled": aggregation, "group_prefix": f"bench.sy.aggregate.{tag}",
                         "threads": args.threads},
+        # Kafka Streams exports no traces here; neither does Switchyard (its
+        # spans stay log context, trace headers pass unchanged).
+        # `--host-set telemetry.otlp_endpoint=...` measures with export.
+        "telemetry": {"otlp_endpoint": ""},
     }
     if plugins_dir is not None:
         settings["plugins"]["dir"] = str(plugins_dir)

@@ -6,9 +6,15 @@ providers' portal streams receive over Server-Sent Events: one line per
 claim status. Files that are not valid 277s are reported with the reason
 the transformer gave (read from the dead-letter stream).
 
+Each file is published with a W3C `traceparent` of its own. At the end, the
+trip of the first file that produced claim statuses is read back from
+Jaeger's query API and printed as a span tree: the publish call, the
+transformer, every status it wrote, the portal router, the aggregator and
+the deliveries to the portal streams.
+
 Only the Python standard library is used, so it runs anywhere.
 
-usage: portal_demo.py BASE_URL FOLDER
+usage: portal_demo.py BASE_URL FOLDER [JAEGER_QUERY_URL]
 """
 
 import http.client
@@ -50,6 +56,7 @@ published = {}  # edi event id -> file name
 lines_by_file = {}
 dead_by_file = {}
 claims = set()  # claim ids seen on the portals
+trace_by_file = {}
 last_activity = [time.time()]
 
 
@@ -146,8 +153,11 @@ def main():
             interchange = handle.read().decode("utf-8", errors="replace")
         body = json.dumps({"key": file, "source": "/demo/portal",
                            "object": {"interchange": interchange, "filename": file}}).encode()
+        trace_id = os.urandom(16).hex()
+        trace_by_file[file] = trace_id
         request = urllib.request.Request(f"{base}/v1/events/edi/x12-received", data=body,
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json",
+                                                  "traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"})
         try:
             with urllib.request.urlopen(request) as response:
                 result = json.load(response)
@@ -195,6 +205,59 @@ def main():
         print(f"  {claim:<14} now {last.get('category', '-')}:{last.get('code', '-'):<4} "
               f"after {len(history)} status report(s), {state.get('reconsiderations', 0)} reconsideration(s)"
               + (f"; time in earlier statuses: {spent}" if spent else ""))
+
+
+    if len(sys.argv) > 3:
+        traced = next((f for f in files if f in lines_by_file), None)
+        if traced is not None:
+            show_trace(sys.argv[3].rstrip("/"), traced, trace_by_file[traced])
+
+
+def show_trace(jaeger, file, trace_id):
+    """Prints one file's trace from Jaeger as a tree of spans."""
+    url = f"{jaeger}/api/v3/traces/{trace_id}"
+    spans, seen, quiet_since = [], -1, time.time()
+    # Spans reach Jaeger in batches every few seconds; wait until the
+    # count stops growing.
+    deadline = time.time() + 30
+    while time.time() < deadline and (len(spans) == 0 or time.time() - quiet_since < 6):
+        try:
+            with urllib.request.urlopen(url) as response:
+                result = json.load(response)["result"]
+            spans = [span for resource in result.get("resourceSpans", [])
+                     for scope in resource.get("scopeSpans", []) for span in scope.get("spans", [])]
+        except (urllib.error.URLError, KeyError, ValueError):
+            spans = []
+        if len(spans) != seen:
+            seen, quiet_since = len(spans), time.time()
+        time.sleep(1)
+    print(f"
+the trip of {file} in Jaeger: trace {trace_id}, {len(spans)} spans")
+    print(f"  {url}")
+    if not spans:
+        print("  (no spans arrived; is Jaeger up? `bash scripts/stack.sh status`)")
+        return
+    ids = {span["spanId"] for span in spans}
+    children = {}
+    for span in spans:
+        parent = span.get("parentSpanId") or ""
+        children.setdefault(parent if parent in ids else "", []).append(span)
+
+    def attribute(span, key):
+        for item in span.get("attributes", []):
+            if item["key"] == key:
+                return next(iter(item["value"].values()), None)
+        return None
+
+    def show(parent, depth):
+        for span in sorted(children.get(parent, []), key=lambda s: int(s["startTimeUnixNano"])):
+            millis = (int(span["endTimeUnixNano"]) - int(span["startTimeUnixNano"])) / 1e6
+            detail = attribute(span, "plugin.version")
+            detail = f" ({attribute(span, 'plugin.name')}@{detail})" if detail else ""
+            print(f"  {'  ' * depth}{span['name']}{detail}  {millis:.1f} ms")
+            show(span["spanId"], depth + 1)
+
+    show("", 0)
 
 
 if __name__ == "__main__":

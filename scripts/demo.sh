@@ -4,8 +4,9 @@
 # Installs what is missing, brings the local stack up, builds the host and
 # the plugins, starts the host, publishes every X12 277 file of
 # ../shared/data/x12/277 through the REST API and prints what the providers'
-# portal streams receive over SSE. The host stops at the end; the stack keeps
-# running (`scripts/stack.sh down` stops it).
+# portal streams receive over SSE, and one file's whole trip as Jaeger
+# recorded it. The host stops at the end; the stack keeps running
+# (`scripts/stack.sh down` stops it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +35,10 @@ schemas_dir = "$ROOT/schemas"
 
 [plugins]
 dir = "$PLUGINS"
+
+[telemetry]
+otlp_endpoint = "http://127.0.0.1:${SWITCHYARD_JAEGER_OTLP_GRPC_PORT:-4317}"
+service_name = "switchyard-demo"
 TOML
 
 "$CARGO_TARGET_DIR/debug/switchyard" serve --config "$ROOT/.stack/demo.toml" >"$ROOT/.stack/demo-host.log" 2>&1 &
@@ -60,4 +65,5 @@ if ((!up)); then
 fi
 echo "demo: host is up on http://$HTTP (log: .stack/demo-host.log)" >&2
 
-python3 "$ROOT/demo/portal_demo.py" "http://$HTTP" "$DATA"
+python3 "$ROOT/demo/portal_demo.py" "http://$HTTP" "$DATA" \
+  "http://127.0.0.1:${SWITCHYARD_JAEGER_QUERY_PORT:-16686}"

@@ -11,6 +11,10 @@
 #   scripts/stack.sh status   say what runs, exit 0 only if all of it answers
 #   scripts/stack.sh reset    stop, then delete the logs and data
 #
+# `up` and `down` take an optional service, `kafka` or `jaeger`, to start or
+# stop that one only (a test that needs a broker of its own starts just
+# Kafka on other ports).
+#
 # Ports on 127.0.0.1, and the variables that move them:
 #   9092   Kafka              SWITCHYARD_KAFKA_PORT
 #   9093   Kafka controller   SWITCHYARD_KAFKA_CONTROLLER_PORT
@@ -357,14 +361,22 @@ status() {
   return $ok
 }
 
+SERVICE="${2:-all}"
+case "$SERVICE" in
+  all | kafka | jaeger) ;;
+  *)
+    echo "usage: $0 up|down [kafka|jaeger]; $0 status|reset" >&2
+    exit 2
+    ;;
+esac
 case "${1:-}" in
   up)
-    kafka_up
-    jaeger_up
+    [[ $SERVICE == jaeger ]] || kafka_up
+    [[ $SERVICE == kafka ]] || jaeger_up
     ;;
   down)
-    jaeger_down
-    stop_pid kafka "$KAFKA_DIR/pid"
+    [[ $SERVICE == kafka ]] || jaeger_down
+    [[ $SERVICE == jaeger ]] || stop_pid kafka "$KAFKA_DIR/pid"
     ;;
   status) status ;;
   reset)
@@ -374,7 +386,7 @@ case "${1:-}" in
     log "removed $STATE"
     ;;
   *)
-    echo "usage: $0 up|down|status|reset" >&2
+    echo "usage: $0 up|down [kafka|jaeger]; $0 status|reset" >&2
     exit 2
     ;;
 esac

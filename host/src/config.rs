@@ -52,6 +52,8 @@ pub struct Config {
     pub aggregation: AggregationConfig,
     /// Log output.
     pub log: LogConfig,
+    /// Traces exported over OTLP.
+    pub telemetry: TelemetryConfig,
 }
 
 /// REST API settings.
@@ -180,6 +182,25 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// Filter in `RUST_LOG` syntax. Default `info`. `RUST_LOG` wins if set.
     pub filter: String,
+}
+
+/// Trace export settings. Spans follow every event from the publish call
+/// through Kafka, routes, plugins and aggregation to subscribers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC endpoint that receives spans (Jaeger, an OpenTelemetry
+    /// collector). Default `http://127.0.0.1:4317`, the local stack's
+    /// Jaeger. Empty turns export off; trace headers are then passed on
+    /// unchanged.
+    pub otlp_endpoint: String,
+    /// `service.name` of this host's spans. Default `switchyard`.
+    pub service_name: String,
+    /// Share of new traces recorded, from 0 to 1. A trace the caller
+    /// started keeps the caller's sampling decision. Default 1.
+    pub sample_ratio: f64,
+    /// How long one export may take, in milliseconds. Default 10000.
+    pub export_timeout_ms: u64,
 }
 
 /// Routing settings.
@@ -359,6 +380,17 @@ impl Default for LogConfig {
     }
 }
 
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: "http://127.0.0.1:4317".to_string(),
+            service_name: "switchyard".to_string(),
+            sample_ratio: 1.0,
+            export_timeout_ms: 10_000,
+        }
+    }
+}
+
 impl Config {
     /// Loads the file (if any), applies the process environment, and checks
     /// the result.
@@ -429,6 +461,20 @@ impl Config {
         }
         if !(1..=64).contains(&self.aggregation.threads) {
             bail!("config key `aggregation.threads` must be from 1 to 64");
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+            bail!("config key `telemetry.sample_ratio` must be from 0 to 1");
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            bail!("config key `telemetry.service_name` is empty");
+        }
+        let endpoint = &self.telemetry.otlp_endpoint;
+        if !endpoint.is_empty() && !endpoint.starts_with("http://") {
+            // Built without TLS, like the registry client: a collector on
+            // loopback forwards to a remote one over TLS.
+            bail!(
+                "config key `telemetry.otlp_endpoint` must be an `http://host:port` URL (got `{endpoint}`), or empty to export nothing; for TLS, run a collector on loopback"
+            );
         }
         if self.plugins.memory_limit_bytes < 1024 * 1024 {
             bail!("config key `plugins.memory_limit_bytes` must be at least 1 MiB");

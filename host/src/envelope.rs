@@ -230,16 +230,30 @@ impl Envelope {
 /// Copies headers, adding one more at the end (used when forwarding a record
 /// so the original headers keep their exact order, repeats and empty values).
 pub fn headers_plus(headers: Option<&BorrowedHeaders>, extra: &[(&str, &[u8])]) -> OwnedHeaders {
+    headers_replacing(headers, &[], extra)
+}
+
+/// Copies headers except those named in `replaced`, then adds `replaced`
+/// and `extra` at the end: a forwarded record gets its writer's trace
+/// headers this way, everything else as it was.
+pub fn headers_replacing(
+    headers: Option<&BorrowedHeaders>,
+    replaced: &[(&str, &[u8])],
+    extra: &[(&str, &[u8])],
+) -> OwnedHeaders {
     let mut owned = OwnedHeaders::new();
     if let Some(headers) = headers {
         for header in headers.iter() {
+            if replaced.iter().any(|(key, _)| *key == header.key) {
+                continue;
+            }
             owned = owned.insert(Header {
                 key: header.key,
                 value: header.value,
             });
         }
     }
-    for (key, value) in extra {
+    for (key, value) in replaced.iter().chain(extra) {
         owned = owned.insert(Header {
             key,
             value: Some(*value),

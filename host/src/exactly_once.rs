@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use opentelemetry::trace::SpanContext;
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
 };
@@ -33,6 +34,8 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio::sync::watch;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::kafka::{Kafka, MAX_TOPIC_RECORD_BYTES};
 
@@ -133,7 +136,23 @@ pub fn dead_letter(
     message: &BorrowedMessage<'_>,
     extra: &[(&str, &[u8])],
 ) -> Result<(), KafkaError> {
-    let headers = crate::envelope::headers_plus(message.headers(), extra);
+    let header = |name: &str| {
+        extra
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+            .unwrap_or_default()
+    };
+    let span = tracing::info_span!(
+        "dead-letter",
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.destination.name = topic,
+        error.type = %header(crate::pipeline::dlq::CLASS),
+        reason = %header(crate::pipeline::dlq::REASON),
+    );
+    let _entered = span.enter();
+    let headers = crate::trace_context::forwarded_headers(message.headers(), &span, extra);
     let size = message.key().map_or(0, <[u8]>::len)
         + message.payload().map_or(0, <[u8]>::len)
         + message.headers().map_or(0, |h| {
@@ -158,6 +177,9 @@ pub fn dead_letter(
 /// Settings of one loop.
 #[derive(Debug, Clone)]
 pub struct LoopConfig {
+    /// What the loop does to a record, naming its spans (`route`,
+    /// `aggregate`).
+    pub operation: &'static str,
     /// Consumer group.
     pub group: String,
     /// Topics, or one `^regex`.
@@ -188,6 +210,9 @@ pub struct LoopStatus {
     pub transactions_aborted: u64,
     /// Records processed in committed transactions.
     pub records: u64,
+    /// Records not yet processed per assigned `topic:partition`, from the
+    /// Kafka client's statistics (every few seconds).
+    pub lag: BTreeMap<String, i64>,
     /// Last Kafka error, while the loop is retrying.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -246,6 +271,8 @@ impl Loop {
 struct Transaction {
     /// The loop's consumer group, for logs.
     group: String,
+    /// The loop's operation, naming the commit's span.
+    operation: &'static str,
     producer: ThreadedProducer<DefaultProducerContext>,
     open: bool,
     started: Instant,
@@ -254,7 +281,13 @@ struct Transaction {
     next: BTreeMap<Partition, i64>,
     /// First offset read per partition, where to go back to on abort.
     first: BTreeMap<Partition, i64>,
+    /// The spans of the records in the transaction (the first
+    /// [`MAX_LINKS`]), linked from the commit's span.
+    links: Vec<SpanContext>,
 }
+
+/// Most record spans a commit's span links to.
+const MAX_LINKS: usize = 128;
 
 /// The group generation that the current assignment belongs to, taken
 /// when the partitions were assigned. Commits name this generation rather
@@ -274,7 +307,33 @@ struct RebalanceHook<P: Processor> {
     timeout: Duration,
 }
 
-impl<P: Processor> ClientContext for RebalanceHook<P> {}
+impl<P: Processor> ClientContext for RebalanceHook<P> {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut status = self.status.lock().expect("status lock");
+        let mut lag = BTreeMap::new();
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                let name = format!("{topic}:{partition}");
+                if *partition < 0 || !status.assigned.contains(&name) {
+                    continue;
+                }
+                // In `read_committed` mode the end that counts is the last
+                // stable offset; `app_offset` is the next record to process.
+                let end = if stats.ls_offset >= 0 {
+                    stats.ls_offset
+                } else {
+                    stats.hi_offset
+                };
+                if end >= 0 && stats.app_offset >= 0 {
+                    lag.insert(name, (end - stats.app_offset).max(0));
+                } else if stats.consumer_lag >= 0 {
+                    lag.insert(name, stats.consumer_lag);
+                }
+            }
+        }
+        status.lag = lag;
+    }
+}
 
 fn partitions_of(list: &TopicPartitionList) -> Vec<Partition> {
     list.elements()
@@ -412,7 +471,9 @@ fn run<P: Processor>(
         // A crashed instance's partitions move after 10 s rather than
         // librdkafka's default 45 s.
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "2000");
+        .set("heartbeat.interval.ms", "2000")
+        // Consumer lag for the metrics endpoint.
+        .set("statistics.interval.ms", "5000");
     if !config.pin_latest.is_empty()
         && let Err(error) = crate::pipeline::pin_latest(&consumer_config, &config.pin_latest)
     {
@@ -472,12 +533,14 @@ fn run<P: Processor>(
                 Ok(producer) => {
                     *guard = Some(Transaction {
                         group: config.group.clone(),
+                        operation: config.operation,
                         producer,
                         open: false,
                         started: Instant::now(),
                         records: 0,
                         next: BTreeMap::new(),
                         first: BTreeMap::new(),
+                        links: Vec::new(),
                     });
                 }
                 Err(error) => {
@@ -562,6 +625,26 @@ fn run<P: Processor>(
         let poisoned = suspect
             .as_ref()
             .is_some_and(|(record, count)| *record == this && *count >= POISON_AFTER);
+        // The record's span continues the trace of whoever wrote it.
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %format_args!("{} {}", config.operation, message.topic()),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = message.topic(),
+            messaging.destination.partition.id = message.partition(),
+            messaging.kafka.offset = message.offset(),
+            messaging.consumer.group.name = config.group,
+            otel.status_code = Empty,
+            error.type = Empty,
+            trace_id = Empty,
+        );
+        crate::trace_context::continue_trace(
+            &span,
+            crate::trace_context::record_parent(message.headers()),
+        );
+        let entered = span.enter();
         let outcome = (|| -> anyhow::Result<()> {
             if !current.open {
                 current.producer.begin_transaction()?;
@@ -595,12 +678,19 @@ fn run<P: Processor>(
             .first
             .entry(partition.clone())
             .or_insert(message.offset());
+        drop(entered);
         match outcome {
             Ok(()) => {
                 current.next.insert(partition, message.offset() + 1);
                 current.records += 1;
+                let context = crate::trace_context::span_context(&span);
+                if context.is_valid() && current.links.len() < MAX_LINKS {
+                    current.links.push(context);
+                }
             }
             Err(error) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", "aborted");
                 last_failure = format!("cannot process a record: {error:#}");
                 note_error(status, &last_failure);
                 failed(&mut isolate_left, &mut last_record, &mut suspect);
@@ -656,6 +746,7 @@ fn recover<P: Processor>(
 fn abort(transaction: &mut Transaction, timeout: Duration) -> bool {
     transaction.first.clear();
     transaction.next.clear();
+    transaction.links.clear();
     if !transaction.open {
         return true;
     }
@@ -691,6 +782,41 @@ fn commit(
     generation: Option<&ConsumerGroupMetadata>,
     timeout: Duration,
 ) -> anyhow::Result<usize> {
+    // One span for the commit, linked to every record span it commits; a
+    // transaction of one trace's records also becomes part of that trace.
+    let span = tracing::info_span!(
+        "commit",
+        otel.name = %format_args!("{} commit", transaction.operation),
+        messaging.consumer.group.name = transaction.group,
+        records = transaction.records,
+        otel.status_code = Empty,
+        trace_id = Empty,
+    );
+    let links = std::mem::take(&mut transaction.links);
+    let one_trace = links
+        .first()
+        .filter(|first| links.iter().all(|l| l.trace_id() == first.trace_id()));
+    let parent = one_trace.map(|first| {
+        use opentelemetry::trace::TraceContextExt;
+        opentelemetry::Context::new().with_remote_span_context(first.clone())
+    });
+    crate::trace_context::continue_trace(&span, parent);
+    for link in links {
+        span.add_link(link);
+    }
+    let _entered = span.enter();
+    let committed = commit_unspanned(transaction, generation, timeout);
+    if committed.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    committed
+}
+
+fn commit_unspanned(
+    transaction: &mut Transaction,
+    generation: Option<&ConsumerGroupMetadata>,
+    timeout: Duration,
+) -> anyhow::Result<usize> {
     let mut offsets = TopicPartitionList::new();
     for ((topic, partition), next) in &transaction.next {
         offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
@@ -712,5 +838,6 @@ fn commit(
     transaction.open = false;
     transaction.first.clear();
     transaction.next.clear();
+    transaction.links.clear();
     Ok(std::mem::replace(&mut transaction.records, 0))
 }

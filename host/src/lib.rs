@@ -21,8 +21,10 @@
 //!   routing and [`aggregation`] (keyed state, changelogs, queries) share.
 //! - [`routing`]: routes from a compacted topic ([`table`]), content
 //!   filters, the exactly-once routing engine; [`route_admin`] manages them.
-//! - [`trace_context`]: W3C trace headers from callers.
-//! - [`shutdown`], [`telemetry`]: process plumbing.
+//! - [`trace_context`]: W3C trace headers, and the spans that continue
+//!   them across Kafka.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`shutdown`], [`telemetry`] (logs, span export): process plumbing.
 
 pub mod admin;
 pub mod aggregation;
@@ -36,6 +38,7 @@ pub mod exactly_once;
 pub mod grpc;
 pub mod idempotency;
 pub mod kafka;
+pub mod metrics;
 pub mod nvo;
 pub mod pipeline;
 pub mod plugin;

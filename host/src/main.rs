@@ -300,7 +300,6 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            switchyard::telemetry::init(&config.log);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(error) => {
@@ -308,7 +307,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(switchyard::run(config, switchyard::shutdown::signal())) {
+            // The span exporter's gRPC channel runs on the runtime.
+            let _entered = runtime.enter();
+            let telemetry = switchyard::telemetry::init(&config.log, &config.telemetry);
+            let outcome = runtime.block_on(switchyard::run(config, switchyard::shutdown::signal()));
+            telemetry.shutdown();
+            match outcome {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(

@@ -25,8 +25,9 @@ use std::time::Duration;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::watch;
+use tracing::Instrument;
 
-use crate::envelope::{PLUGIN_HEADER, ROUTER_HEADER, headers_plus};
+use crate::envelope::{PLUGIN_HEADER, ROUTER_HEADER};
 use crate::kafka::{Kafka, TopicKind};
 use crate::nvo::check_topic;
 use crate::plugin::{self, Failure, Output, Plugin};
@@ -222,7 +223,23 @@ pub async fn run(
                     break;
                 }
             }
-            let outcome = match handle(&ctx, &plugin, &message).await {
+            let span = tracing::info_span!(
+                "process",
+                otel.name = %format_args!("{} {}", plugin.manifest().kind.as_str(), message.topic()),
+                otel.kind = "consumer",
+                messaging.system = "kafka",
+                messaging.operation.type = "process",
+                messaging.destination.name = message.topic(),
+                messaging.destination.partition.id = message.partition(),
+                messaging.kafka.offset = message.offset(),
+                plugin.name = %plugin.manifest().name,
+                trace_id = tracing::field::Empty,
+            );
+            crate::trace_context::continue_trace(
+                &span,
+                crate::trace_context::record_parent(message.headers()),
+            );
+            let outcome = match handle(&ctx, &plugin, &message).instrument(span).await {
                 // A write that can never succeed (a record too large for its
                 // destination, a topic the broker refuses to create) must not
                 // hold up the partition: the input goes to the dead-letter
@@ -366,7 +383,8 @@ async fn handle(
     };
     let event = plugin_event(message, &delivered);
     let called = Arc::clone(plugin);
-    let result = tokio::task::spawn_blocking(move || called.call(&event)).await?;
+    let span = tracing::Span::current();
+    let result = tokio::task::spawn_blocking(move || span.in_scope(|| called.call(&event))).await?;
     let output = match result {
         Ok(output) => output,
         Err(failure) => {
@@ -390,8 +408,9 @@ async fn handle(
             }
             for topic in topics {
                 ctx.kafka.ensure_topic(&topic, TopicKind::Events).await?;
-                let headers = headers_plus(
+                let headers = crate::trace_context::forwarded_headers(
                     message.headers(),
+                    &tracing::Span::current(),
                     &[(ROUTER_HEADER, plugin.label().as_bytes())],
                 );
                 ctx.kafka
@@ -429,19 +448,18 @@ async fn handle(
                         .await;
                     }
                 };
-                let mut extensions = vec![
-                    (
-                        "causationid".to_string(),
-                        Some(delivered.id.clone().into_bytes()),
-                    ),
-                    (
-                        PLUGIN_HEADER.to_string(),
-                        Some(plugin.label().as_bytes().to_vec()),
-                    ),
-                ];
-                if let Some(traceparent) = header_value(message, "traceparent") {
-                    extensions.push(("traceparent".to_string(), Some(traceparent)));
-                }
+                let mut extensions =
+                    crate::trace_context::derived(&tracing::Span::current(), |name| {
+                        header_value(message, name)
+                    });
+                extensions.push((
+                    "causationid".to_string(),
+                    Some(delivered.id.clone().into_bytes()),
+                ));
+                extensions.push((
+                    PLUGIN_HEADER.to_string(),
+                    Some(plugin.label().as_bytes().to_vec()),
+                ));
                 let input = EventInput {
                     noun: emitted.noun,
                     verb: emitted.verb,
@@ -662,11 +680,23 @@ async fn dead_letter(
     reason: &str,
 ) -> Result<(), Failed> {
     let topic = ctx.kafka.config().dead_letter_topic.clone();
-    ctx.kafka.ensure_topic(&topic, TopicKind::Events).await?;
+    let span = tracing::info_span!(
+        "dead-letter",
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.destination.name = topic,
+        error.type = class,
+        reason,
+    );
+    ctx.kafka
+        .ensure_topic(&topic, TopicKind::Events)
+        .instrument(span.clone())
+        .await?;
     let partition = message.partition().to_string();
     let offset = message.offset().to_string();
-    let headers = headers_plus(
+    let headers = crate::trace_context::forwarded_headers(
         message.headers(),
+        &span,
         &[
             (dlq::PLUGIN, plugin.label().as_bytes()),
             (dlq::CLASS, class.as_bytes()),
@@ -683,13 +713,17 @@ async fn dead_letter(
             message.payload().unwrap_or_default(),
             headers,
         )
+        .instrument(span.clone())
         .await?;
-    tracing::info!(
-        plugin = plugin.label(),
-        class,
-        reason,
-        topic,
-        "event dead-lettered"
-    );
+    crate::metrics::metrics().pipeline_dead_letter(&plugin.manifest().name, class);
+    span.in_scope(|| {
+        tracing::warn!(
+            plugin = plugin.label(),
+            class,
+            reason,
+            topic,
+            "event dead-lettered"
+        );
+    });
     Ok(())
 }

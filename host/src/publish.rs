@@ -9,10 +9,13 @@
 //! after the broker acknowledged with `acks=all`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use serde::Serialize;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::avro;
 use crate::catalog::Catalog;
@@ -104,6 +107,26 @@ impl Publisher {
 
     /// Checks and encodes an event without writing it.
     pub fn prepare(&self, input: EventInput) -> Result<Prepared, ApiError> {
+        let span = tracing::info_span!(
+            "validate",
+            noun = %input.noun,
+            verb = %input.verb,
+            schema.id = Empty,
+            otel.status_code = Empty,
+            error.type = Empty,
+        );
+        let _entered = span.enter();
+        let prepared = self.prepare_unspanned(input);
+        match &prepared {
+            Ok(prepared) => {
+                span.record("schema.id", prepared.schema_id);
+            }
+            Err(error) => failed(&span, error),
+        }
+        prepared
+    }
+
+    fn prepare_unspanned(&self, input: EventInput) -> Result<Prepared, ApiError> {
         let stored_no = |error: ApiError| error.with_stored(Stored::No);
         let noun = Noun::parse(&input.noun).map_err(stored_no)?;
         let verb = Verb::parse(&input.verb).map_err(stored_no)?;
@@ -211,8 +234,24 @@ impl Publisher {
         })
     }
 
-    /// Writes a prepared event and waits for the acknowledgement.
-    pub async fn send(&self, prepared: Prepared) -> Result<Published, ApiError> {
+    /// Writes a prepared event and waits for the acknowledgement. The
+    /// record's `traceparent` names this write's span.
+    pub async fn send(&self, mut prepared: Prepared) -> Result<Published, ApiError> {
+        let span = tracing::info_span!(
+            "produce",
+            otel.name = %format_args!("send {}", prepared.topic),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = %prepared.topic,
+            messaging.message.id = %prepared.envelope.id,
+            messaging.kafka.message.key = %prepared.envelope.key,
+            messaging.destination.partition.id = Empty,
+            messaging.kafka.offset = Empty,
+            otel.status_code = Empty,
+            error.type = Empty,
+        );
+        crate::trace_context::set_span_headers(&mut prepared.envelope.extensions, &span);
         let landed = self
             .kafka
             .produce(
@@ -221,7 +260,11 @@ impl Publisher {
                 &prepared.value,
                 prepared.envelope.to_headers(),
             )
-            .await?;
+            .instrument(span.clone())
+            .await
+            .inspect_err(|error| failed(&span, error))?;
+        span.record("messaging.destination.partition.id", landed.partition);
+        span.record("messaging.kafka.offset", landed.offset);
         tracing::debug!(
             id = %prepared.envelope.id,
             event_type = %prepared.envelope.event_type(),
@@ -240,10 +283,41 @@ impl Publisher {
         })
     }
 
-    /// Checks, encodes and writes one event.
+    /// Checks, encodes and writes one event, in a `publish` span that
+    /// continues the caller's trace.
     pub async fn publish(&self, input: EventInput) -> Result<Published, ApiError> {
-        let prepared = self.prepare(input)?;
-        self.send_once(prepared).await
+        let span = publish_span(&input.extensions, 1);
+        async {
+            let started = Instant::now();
+            let noun = input.noun.clone();
+            let result = match self.prepare(input) {
+                Ok(prepared) => self.send_once(prepared).await,
+                Err(error) => Err(error),
+            };
+            self.count(&noun, &result, started);
+            if let Err(error) = &result {
+                failed(&tracing::Span::current(), error);
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Counts one publish for the metrics.
+    fn count(&self, noun: &str, result: &Result<Published, ApiError>, started: Instant) {
+        // Only nouns with a schema become label values, so a caller
+        // cannot grow the metrics with made-up nouns.
+        let noun = if self.catalog.has_noun(noun) {
+            noun
+        } else {
+            "(unknown)"
+        };
+        let code = match result {
+            Ok(_) => "ok",
+            Err(error) => error.code.as_str(),
+        };
+        crate::metrics::metrics().published(noun, code, started.elapsed());
     }
 
     /// Sends unless the idempotency key was seen: then the first result.
@@ -273,16 +347,30 @@ impl Publisher {
     /// written concurrently (the producer keeps per-partition order); the
     /// results come back in request order, one per entry.
     pub async fn publish_batch(&self, inputs: Vec<EventInput>) -> Vec<Result<Published, ApiError>> {
-        let prepared: Vec<Result<Prepared, ApiError>> = inputs
-            .into_iter()
-            .map(|input| self.prepare(input))
-            .collect();
-        join_all(prepared.into_iter().map(|entry| async move {
-            match entry {
-                Ok(prepared) => self.send_once(prepared).await,
-                Err(error) => Err(error),
-            }
-        }))
+        let span = publish_span(
+            inputs.first().map_or(&[][..], |input| &input.extensions),
+            inputs.len(),
+        );
+        async {
+            let started = Instant::now();
+            let prepared: Vec<(String, Result<Prepared, ApiError>)> = inputs
+                .into_iter()
+                .map(|input| (input.noun.clone(), self.prepare(input)))
+                .collect();
+            join_all(prepared.into_iter().map(|(noun, entry)| {
+                async move {
+                    let result = match entry {
+                        Ok(prepared) => self.send_once(prepared).await,
+                        Err(error) => Err(error),
+                    };
+                    self.count(&noun, &result, started);
+                    result
+                }
+                .in_current_span()
+            }))
+            .await
+        }
+        .instrument(span)
         .await
     }
 
@@ -290,6 +378,37 @@ impl Publisher {
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
     }
+}
+
+/// The server span of a publish call, continuing the trace of the caller's
+/// `traceparent` (already validated into `extensions`) or starting one.
+fn publish_span(extensions: &[(String, Option<Vec<u8>>)], events: usize) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        otel.kind = "server",
+        events,
+        otel.status_code = Empty,
+        error.type = Empty,
+        trace_id = Empty,
+    );
+    let header = |name: &str| {
+        extensions
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, value)| value.as_deref())
+            .and_then(|value| std::str::from_utf8(value).ok())
+    };
+    crate::trace_context::continue_trace(
+        &span,
+        crate::trace_context::remote_parent(header("traceparent"), header("tracestate")),
+    );
+    span
+}
+
+/// Marks a span as failed with the error's stable code.
+fn failed(span: &tracing::Span, error: &ApiError) {
+    span.record("otel.status_code", "ERROR");
+    span.record("error.type", error.code.as_str());
 }
 
 /// The Avro encoder reports paths from the object's root (`$.payer.name`);

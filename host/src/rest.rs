@@ -8,6 +8,7 @@
 //! | GET | `/v1/topics/{topic}/events` | SSE stream of any topic (e.g. a portal stream) |
 //! | GET | `/v1/topics` | topic names, optionally by `prefix` |
 //! | GET | `/healthz` | liveness |
+//! | GET | `/metrics` | Prometheus metrics |
 //! | GET | `/openapi.json` | the OpenAPI document |
 //!
 //! Errors are RFC 9457 problem details (`application/problem+json`) carrying
@@ -41,6 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
         .route("/v1/events/{noun}/{verb}", post(publish_one))
         .route("/v1/events:batch", post(publish_batch))
         .route("/v1/nouns/{noun}/events", get(subscribe_noun))
@@ -64,6 +66,17 @@ pub fn router(app: Arc<App>) -> Router {
         // The admin routes carry their own, larger body limit for components.
         .merge(crate::admin::router(Arc::clone(&app)))
         .merge(crate::route_admin::router(app))
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&app).await,
+    )
+        .into_response()
 }
 
 async fn aggregate_state(
@@ -491,6 +504,7 @@ async fn subscribe_sse(
         verbs,
         key: query.key,
         start,
+        api: "sse",
     };
     let deliveries = subscribe::open(
         Arc::clone(&app.kafka),

@@ -98,6 +98,8 @@ pub struct Subscription {
     pub key: Option<String>,
     /// Where to start.
     pub start: Start,
+    /// The API that delivers (`sse`, `grpc`), for spans and metrics.
+    pub api: &'static str,
 }
 
 /// One event as subscribers receive it.
@@ -284,6 +286,8 @@ pub async fn open(
         .map_err(|error| ApiError::internal(&error))?;
 
     let stream = async_stream::stream! {
+        // Counted as a subscriber while the stream lives.
+        let _counted = crate::metrics::SubscriberGuard::new(subscription.api, &subscription.topic);
         let mut position = position;
         yield Delivery::Subscribed { position: position.clone() };
         if !reset_reasons.is_empty() {
@@ -314,7 +318,28 @@ pub async fn open(
                     if subscription.key.as_ref().is_some_and(|key| *key != event.key) {
                         continue;
                     }
+                    // The delivery's span continues the event's trace and
+                    // lasts until the subscriber's API took the event.
+                    let span = tracing::info_span!(
+                        "deliver",
+                        otel.name = %format_args!("deliver {}", subscription.topic),
+                        otel.kind = "consumer",
+                        messaging.system = "kafka",
+                        messaging.operation.type = "receive",
+                        messaging.destination.name = %subscription.topic,
+                        messaging.destination.partition.id = message.partition(),
+                        messaging.kafka.offset = message.offset(),
+                        messaging.message.id = %event.id,
+                        subscriber.api = subscription.api,
+                        trace_id = tracing::field::Empty,
+                    );
+                    crate::trace_context::continue_trace(
+                        &span,
+                        crate::trace_context::record_parent(message.headers()),
+                    );
+                    crate::metrics::metrics().delivered(subscription.api, &subscription.topic);
                     yield Delivery::Event { position: position.clone(), event: Box::new(event) };
+                    drop(span);
                 }
                 Err(reason) => {
                     // Filters apply to what can still be read of the record

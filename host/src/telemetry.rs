@@ -1,26 +1,199 @@
-//! Logging set-up. Structured `tracing` events, as text for people or JSON
-//! for log pipelines. OpenTelemetry export and metrics are not wired yet.
+//! Logs and traces.
+//!
+//! Logs are `tracing` events, as text for people or JSON for log pipelines,
+//! on stderr. Every event logged inside a traced span carries the span
+//! list, and the spans that start or continue a trace record its
+//! `trace_id`, so a log line can be looked up in Jaeger.
+//!
+//! Traces are `tracing` spans turned into OpenTelemetry spans and exported
+//! over OTLP/gRPC. Only the host's own spans (target `switchyard…`) become
+//! OpenTelemetry spans; log events stay logs, so a busy debug log does not
+//! flood the trace store.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat, TelemetryConfig};
 
-/// Installs the global subscriber. `RUST_LOG` wins over the configured
-/// filter. Logs go to stderr so stdout stays free for command output.
-pub fn init(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// What [`init`] set up; [`Telemetry::shutdown`] sends the spans still
+/// buffered.
+#[derive(Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports what is buffered and stops the exporter. Blocking; call it
+    /// after the host stopped, inside the async runtime's context.
+    pub fn shutdown(&self) {
+        if let Some(provider) = &self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "the span exporter did not shut down cleanly");
+        }
+    }
+}
+
+/// Installs the global subscriber: logs by `log`, and span export by
+/// `telemetry`. `RUST_LOG` wins over the configured log filter. Must run
+/// inside a Tokio runtime's context when spans are exported (the gRPC
+/// channel of the exporter lives there). A second call keeps the first
+/// subscriber and exports nothing.
+pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> Telemetry {
+    let provider = match tracer_provider(telemetry) {
+        Ok(provider) => provider,
+        Err(error) => {
+            eprintln!("switchyard: traces are not exported: {error:#}");
+            None
+        }
+    };
+    // Two shapes. With export, the log filter applies to the log output
+    // only, so traces do not depend on the log level. Without, the filter
+    // applies to everything: a lone per-layer filter on the registry
+    // dropped some events that its directives allow (tracing-subscriber
+    // 0.3), and there are no spans to keep from it anyway.
+    let installed = match &provider {
+        Some(provider) => tracing_subscriber::registry()
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("switchyard"))
+                    .with_filter(filter_fn(|meta| {
+                        meta.is_span() && meta.target().starts_with("switchyard")
+                    })),
+            )
+            .with(fmt_layer(log).with_filter(log_filter(log)))
+            .try_init(),
+        None => tracing_subscriber::registry()
+            .with(log_filter(log))
+            .with(fmt_layer(log))
+            .try_init(),
+    }
+    .is_ok();
+    if !installed {
+        // Tests start several hosts in one process; the first wins.
+        if let Some(provider) = provider {
+            let _ = provider.shutdown();
+        }
+        return Telemetry::default();
+    }
+    if provider.is_some() {
+        tracing::info!(
+            endpoint = telemetry.otlp_endpoint,
+            service = telemetry.service_name,
+            sample_ratio = telemetry.sample_ratio,
+            "exporting traces over OTLP"
+        );
+    }
+    Telemetry { provider }
+}
+
+/// `RUST_LOG`, else the configured filter.
+fn log_filter(log: &LogConfig) -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// The log output, text or JSON, on stderr.
+fn fmt_layer<S>(log: &LogConfig) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let result = match config.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    match log.format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+    }
+}
+
+fn tracer_provider(config: &TelemetryConfig) -> anyhow::Result<Option<SdkTracerProvider>> {
+    if config.otlp_endpoint.is_empty() {
+        return Ok(None);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(&config.otlp_endpoint)
+        .with_timeout(Duration::from_millis(config.export_timeout_ms))
+        .build()?;
+    let exporter = Reported {
+        inner: exporter,
+        endpoint: config.otlp_endpoint.clone(),
+        failing: AtomicBool::new(false),
     };
-    // A second init (tests) keeps the first subscriber.
-    drop(result);
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio)));
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(sampler)
+            .with_resource(
+                Resource::builder()
+                    .with_service_name(config.service_name.clone())
+                    .build(),
+            )
+            .build(),
+    ))
+}
+
+/// The OTLP exporter, saying when export starts and stops failing. A
+/// collector that is down costs spans, never events, and it is logged once
+/// per outage rather than once per batch.
+#[derive(Debug)]
+struct Reported {
+    inner: opentelemetry_otlp::SpanExporter,
+    endpoint: String,
+    failing: AtomicBool,
+}
+
+impl SpanExporter for Reported {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        match &result {
+            Err(error) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        endpoint = self.endpoint,
+                        spans,
+                        %error,
+                        "cannot export spans; they are dropped until the collector answers"
+                    );
+                }
+            }
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(endpoint = self.endpoint, "exporting spans again");
+                }
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }

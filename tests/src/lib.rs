@@ -118,10 +118,18 @@ impl TestHost {
         // `SWITCHYARD_TEST_LOG=debug` (a `RUST_LOG`-style filter) shows the
         // hosts' logs on stderr while debugging a test.
         if let Ok(filter) = std::env::var("SWITCHYARD_TEST_LOG") {
-            switchyard::telemetry::init(&switchyard::config::LogConfig {
-                format: switchyard::config::LogFormat::Text,
-                filter,
-            });
+            // Logs only: in-process hosts export no spans (the tracing
+            // test runs the host binary, which does).
+            switchyard::telemetry::init(
+                &switchyard::config::LogConfig {
+                    format: switchyard::config::LogFormat::Text,
+                    filter,
+                },
+                &switchyard::config::TelemetryConfig {
+                    otlp_endpoint: String::new(),
+                    ..Default::default()
+                },
+            );
         }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -117,6 +117,7 @@ impl Aggregator {
             total.transactions_committed += status.transactions_committed;
             total.transactions_aborted += status.transactions_aborted;
             total.records += status.records;
+            total.lag.extend(status.lag);
             total.last_error = total.last_error.or(status.last_error);
         }
         total.assigned.sort();
@@ -261,6 +262,7 @@ pub async fn run(
             pending: PendingCounts::default(),
         }));
         let config = LoopConfig {
+            operation: "aggregate",
             group: group.clone(),
             topics: topics.clone(),
             commit_interval: Duration::from_millis(parts.config.commit_interval_ms),
@@ -515,26 +517,21 @@ impl Processor for AggregateProcessor {
                     );
                 }
             };
-            let mut extensions = vec![
-                (
-                    "causationid".to_string(),
-                    Some(envelope.id.clone().into_bytes()),
-                ),
-                (
-                    PLUGIN_HEADER.to_string(),
-                    Some(plugin.label().as_bytes().to_vec()),
-                ),
-            ];
-            if let Some(traceparent) = delivered
-                .extensions
-                .get("traceparent")
-                .and_then(|v| v.as_str())
-            {
-                extensions.push((
-                    "traceparent".to_string(),
-                    Some(traceparent.as_bytes().to_vec()),
-                ));
-            }
+            let mut extensions = crate::trace_context::derived(&tracing::Span::current(), |name| {
+                delivered
+                    .extensions
+                    .get(name)
+                    .and_then(|v| v.as_str())
+                    .map(|v| v.as_bytes().to_vec())
+            });
+            extensions.push((
+                "causationid".to_string(),
+                Some(envelope.id.clone().into_bytes()),
+            ));
+            extensions.push((
+                PLUGIN_HEADER.to_string(),
+                Some(plugin.label().as_bytes().to_vec()),
+            ));
             let input = EventInput {
                 noun: out.noun,
                 verb: out.verb,

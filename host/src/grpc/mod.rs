@@ -241,6 +241,7 @@ impl Events for EventsService {
             verbs: request.verbs,
             key: Some(request.key).filter(|key| !key.is_empty()),
             start,
+            api: "grpc",
         };
         let deliveries = subscribe::open(
             Arc::clone(&self.app.kafka),

@@ -701,6 +701,17 @@ impl Plugin {
         state: Option<&str>,
         extra_config: &[ConfigEntry],
     ) -> Result<Output, Failure> {
+        let span = tracing::info_span!(
+            "plugin",
+            otel.name = %format_args!("plugin {}", self.manifest.name),
+            plugin.name = %self.manifest.name,
+            plugin.version = %self.manifest.version,
+            plugin.kind = self.manifest.kind.as_str(),
+            event.id = %event.metadata.id,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let started = Instant::now();
         let result = if extra_config.is_empty() {
             self.call_inner(event, state, &self.config)
@@ -716,6 +727,10 @@ impl Plugin {
         };
         let micros = started.elapsed().as_micros() as u64;
         self.stats.record(result.as_ref().err(), micros);
+        if let Err(failure) = &result {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", failure.class());
+        }
         result
     }
 

@@ -68,6 +68,20 @@ impl Supervisor {
             .map(|r| r.plugin_tx.borrow().clone())
     }
 
+    /// Every plugin running on this instance: the folder's and the active
+    /// stored versions.
+    pub async fn plugins(&self) -> Vec<Arc<Plugin>> {
+        let mut plugins: Vec<Arc<Plugin>> = self.folder.clone();
+        plugins.extend(
+            self.running
+                .lock()
+                .await
+                .values()
+                .map(|r| r.plugin_tx.borrow().clone()),
+        );
+        plugins
+    }
+
     /// Runs until `shutdown_rx` turns true, then stops every pipeline after
     /// its current record.
     pub async fn run(self: Arc<Self>, mut shutdown_rx: watch::Receiver<bool>) {

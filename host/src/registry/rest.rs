@@ -26,6 +26,28 @@ pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 /// the external registry as it is (with the configured headers), so
 /// clients pointed at this host still reach the one registry.
 pub fn router(registry: Arc<Registry>) -> Router {
+    routes(registry).layer(axum::middleware::from_fn(counted))
+}
+
+/// Counts every request for the metrics endpoint, by method and status.
+async fn counted(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = match *request.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::HEAD => "HEAD",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    crate::metrics::metrics().registry_request(method, response.status().as_u16());
+    response
+}
+
+fn routes(registry: Arc<Registry>) -> Router {
     if registry.external().is_some() {
         return Router::new().fallback(forward).with_state(registry);
     }

@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use super::decide::{Candidate, Decision, decide};
 use super::store::RouteStore;
 use crate::config::{RoutingConfig, Start};
-use crate::envelope::{Envelope, ROUTE_HEADER, ROUTER_HEADER, headers_plus};
+use crate::envelope::{Envelope, ROUTE_HEADER, ROUTER_HEADER};
 use crate::exactly_once::{Loop, LoopConfig, LoopStatus, Outbox, Processor};
 use crate::kafka::{Kafka, TopicCreationError, TopicKind};
 use crate::pipeline::dlq;
@@ -108,6 +108,7 @@ impl RoutingEngine {
     pub fn start(parts: EngineParts, shutdown_rx: watch::Receiver<bool>) -> Arc<RoutingEngine> {
         let totals = Arc::new(Mutex::new(BTreeMap::new()));
         let config = LoopConfig {
+            operation: "route",
             group: parts.config.group.clone(),
             topics: parts.nouns.clone(),
             commit_interval: Duration::from_millis(parts.config.commit_interval_ms),
@@ -283,6 +284,18 @@ impl RouteProcessor {
             |name: &str| -> Option<Arc<Plugin>> { handle.block_on(parts.supervisor.running(name)) };
         for stored in reading {
             let route = &stored.route;
+            // One span per route that reads this event, under the record's.
+            let span = tracing::info_span!(
+                "route",
+                otel.name = %format_args!("route {}", route.id),
+                route.id = %route.id,
+                route.owner = %route.owner,
+                matched = tracing::field::Empty,
+                destinations = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            );
+            let _entered = span.enter();
             let needs_object = route.filter.is_some() || route.plugin.is_some();
             let object = if needs_object {
                 decode().as_ref().map(|d| &d.object).map_err(String::as_str)
@@ -297,10 +310,14 @@ impl RouteProcessor {
             };
             let (decision, reasons) = decide(route, &candidate, &plugins);
             match decision {
-                Decision::Skip => {}
+                Decision::Skip => {
+                    span.record("matched", false);
+                }
                 Decision::Forward(mut topics) => {
                     topics.sort();
                     topics.dedup();
+                    span.record("matched", true);
+                    span.record("destinations", topics.join(",").as_str());
                     let router = reasons.plugin.as_deref();
                     // A destination Kafka refuses for good (a bad name, one
                     // that collides with an existing topic) fails this route
@@ -347,7 +364,11 @@ impl RouteProcessor {
                             None,
                             message.key(),
                             message.payload(),
-                            headers_plus(message.headers(), &extra),
+                            crate::trace_context::forwarded_headers(
+                                message.headers(),
+                                &span,
+                                &extra,
+                            ),
                         )?;
                         tracing::debug!(route = route.id, id = envelope.id, topic, "forwarded");
                     }
@@ -360,6 +381,9 @@ impl RouteProcessor {
                     reason,
                     plugin,
                 } => {
+                    span.record("matched", true);
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", class);
                     Self::dead_letter(
                         &self.parts.kafka.config().dead_letter_topic,
                         &mut self.pending,

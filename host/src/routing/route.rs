@@ -151,6 +151,11 @@ impl Route {
             && self.source.verbs.iter().any(|p| glob_matches(p, verb))
     }
 
+    /// Whether the route reads some verb of `noun`.
+    pub fn reads_noun(&self, noun: &str) -> bool {
+        self.source.nouns.iter().any(|p| glob_matches(p, noun))
+    }
+
     /// Whether a plugin may send to `topic`: one of the destinations allows it.
     pub fn allows(&self, topic: &str) -> bool {
         self.destinations.iter().any(|p| glob_matches(p, topic))

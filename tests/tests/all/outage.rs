@@ -22,7 +22,7 @@ fn ports() -> (u16, u16) {
 fn stack(command: &str, dir: &std::path::Path) {
     let status = Command::new("bash")
         .arg(repo_root().join("scripts/stack.sh"))
-        .arg(command)
+        .args([command, "kafka"])
         .env("SWITCHYARD_STACK_DIR", dir)
         .env("SWITCHYARD_KAFKA_PORT", ports().0.to_string())
         .env("SWITCHYARD_KAFKA_CONTROLLER_PORT", ports().1.to_string())
