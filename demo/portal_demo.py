@@ -219,7 +219,7 @@ def show_trace(jaeger, file, trace_id):
     spans, seen, quiet_since = [], -1, time.time()
     # Spans reach Jaeger in batches every few seconds; wait until the
     # count stops growing.
-    deadline = time.time() + 30
+    deadline = time.time() + 60
     while time.time() < deadline and (len(spans) == 0 or time.time() - quiet_since < 6):
         try:
             with urllib.request.urlopen(url) as response:
@@ -231,8 +231,7 @@ def show_trace(jaeger, file, trace_id):
         if len(spans) != seen:
             seen, quiet_since = len(spans), time.time()
         time.sleep(1)
-    print(f"
-the trip of {file} in Jaeger: trace {trace_id}, {len(spans)} spans")
+    print(f"\nthe trip of {file} in Jaeger: trace {trace_id}, {len(spans)} spans")
     print(f"  {url}")
     if not spans:
         print("  (no spans arrived; is Jaeger up? `bash scripts/stack.sh status`)")

@@ -201,6 +201,9 @@ pub struct TelemetryConfig {
     pub sample_ratio: f64,
     /// How long one export may take, in milliseconds. Default 10000.
     pub export_timeout_ms: u64,
+    /// Spans waiting for export at most; more are dropped (a replay or a
+    /// burst outruns the exporter), never waited for. Default 32768.
+    pub max_queued_spans: usize,
 }
 
 /// Routing settings.
@@ -387,6 +390,7 @@ impl Default for TelemetryConfig {
             service_name: "switchyard".to_string(),
             sample_ratio: 1.0,
             export_timeout_ms: 10_000,
+            max_queued_spans: 32_768,
         }
     }
 }
@@ -464,6 +468,9 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
             bail!("config key `telemetry.sample_ratio` must be from 0 to 1");
+        }
+        if self.telemetry.max_queued_spans < 1_024 {
+            bail!("config key `telemetry.max_queued_spans` must be at least 1024");
         }
         if self.telemetry.service_name.trim().is_empty() {
             bail!("config key `telemetry.service_name` is empty");

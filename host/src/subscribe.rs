@@ -319,24 +319,31 @@ pub async fn open(
                         continue;
                     }
                     // The delivery's span continues the event's trace and
-                    // lasts until the subscriber's API took the event.
-                    let span = tracing::info_span!(
-                        "deliver",
-                        otel.name = %format_args!("deliver {}", subscription.topic),
-                        otel.kind = "consumer",
-                        messaging.system = "kafka",
-                        messaging.operation.type = "receive",
-                        messaging.destination.name = %subscription.topic,
-                        messaging.destination.partition.id = message.partition(),
-                        messaging.kafka.offset = message.offset(),
-                        messaging.message.id = %event.id,
-                        subscriber.api = subscription.api,
-                        trace_id = tracing::field::Empty,
-                    );
-                    crate::trace_context::continue_trace(
-                        &span,
-                        crate::trace_context::record_parent(message.headers()),
-                    );
+                    // lasts until the subscriber's API took the event. A
+                    // record that carries no trace (a replay of old events,
+                    // an outside producer's) is delivered without a span:
+                    // one-span traces of every replayed record would only
+                    // crowd out the traces that matter.
+                    let span = match crate::trace_context::record_parent(message.headers()) {
+                        Some(parent) => {
+                            let span = tracing::info_span!(
+                                "deliver",
+                                otel.name = %format_args!("deliver {}", subscription.topic),
+                                otel.kind = "consumer",
+                                messaging.system = "kafka",
+                                messaging.operation.type = "receive",
+                                messaging.destination.name = %subscription.topic,
+                                messaging.destination.partition.id = message.partition(),
+                                messaging.kafka.offset = message.offset(),
+                                messaging.message.id = %event.id,
+                                subscriber.api = subscription.api,
+                                trace_id = tracing::field::Empty,
+                            );
+                            crate::trace_context::continue_trace(&span, Some(parent));
+                            span
+                        }
+                        None => tracing::Span::none(),
+                    };
                     crate::metrics::metrics().delivered(subscription.api, &subscription.topic);
                     yield Delivery::Event { position: position.clone(), event: Box::new(event) };
                     drop(span);

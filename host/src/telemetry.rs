@@ -18,7 +18,9 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
+};
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -138,9 +140,22 @@ fn tracer_provider(config: &TelemetryConfig) -> anyhow::Result<Option<SdkTracerP
         failing: AtomicBool::new(false),
     };
     let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio)));
+    // A replay or a burst makes spans faster than one export a few seconds
+    // apart carries away; the SDK's default queue (2,048 spans) would drop
+    // most of them. Spans that still find the queue full are dropped, never
+    // waited for: tracing must not slow the events down.
+    let batches = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(config.max_queued_spans)
+                .with_max_export_batch_size(1_024)
+                .with_scheduled_delay(Duration::from_secs(1))
+                .build(),
+        )
+        .build();
     Ok(Some(
         SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
+            .with_span_processor(batches)
             .with_sampler(sampler)
             .with_resource(
                 Resource::builder()
