@@ -101,6 +101,8 @@ pub struct App {
     pub aggregators: Arc<aggregation::Aggregators>,
     /// Who owns which aggregator partitions, for state queries.
     pub directory: Arc<aggregation::directory::Directory>,
+    /// Pauses plugins that keep failing, wherever they run.
+    pub auto_pause: Arc<plugin::auto_pause::AutoPause>,
     /// Turns true when the host starts shutting down; long-lived streams
     /// (SSE, gRPC subscriptions) end on it so shutdown does not wait for
     /// clients to hang up.
@@ -174,6 +176,14 @@ impl App {
             .await?,
         );
         let aggregators = Arc::new(aggregation::Aggregators::default());
+        let auto_pause = Arc::new(plugin::auto_pause::AutoPause::new(
+            Arc::clone(&store),
+            Arc::clone(&publisher),
+            plugin::auto_pause::FailurePolicy {
+                ratio: config.plugins.failure_pause_ratio,
+                window: config.plugins.failure_window_calls,
+            },
+        ));
         let aggregation_parts = config.aggregation.enabled.then(|| {
             Arc::new(aggregation::AggregationParts {
                 kafka: Arc::clone(&kafka),
@@ -181,6 +191,7 @@ impl App {
                 publisher: Arc::clone(&publisher),
                 config: config.aggregation.clone(),
                 directory: Arc::clone(&directory),
+                auto_pause: Arc::clone(&auto_pause),
             })
         });
         let context = Arc::new(pipeline::PipelineContext {
@@ -188,10 +199,7 @@ impl App {
             registry: Arc::clone(&registry),
             publisher: Arc::clone(&publisher),
             store: Arc::clone(&store),
-            failure_policy: pipeline::FailurePolicy {
-                ratio: config.plugins.failure_pause_ratio,
-                window: config.plugins.failure_window_calls,
-            },
+            auto_pause: Arc::clone(&auto_pause),
             aggregation: aggregation_parts,
             aggregators: Arc::clone(&aggregators),
         });
@@ -217,6 +225,7 @@ impl App {
             routing_engine: std::sync::OnceLock::new(),
             aggregators,
             directory,
+            auto_pause,
             previews: route_admin::Previews::default(),
             shutdown_tx: watch::channel(false).0,
         }))
@@ -386,6 +395,7 @@ impl Bound {
                     registry: Arc::clone(&app.registry),
                     routes: Arc::clone(&app.routes),
                     supervisor: Arc::clone(&app.supervisor),
+                    auto_pause: Arc::clone(&app.auto_pause),
                     config: app.config.routing.clone(),
                     nouns: app.catalog.nouns().map(str::to_string).collect(),
                 },

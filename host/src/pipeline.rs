@@ -30,6 +30,7 @@ use tracing::Instrument;
 use crate::envelope::{PLUGIN_HEADER, ROUTER_HEADER};
 use crate::kafka::{Kafka, TopicKind};
 use crate::nvo::check_topic;
+use crate::plugin::auto_pause::AutoPause;
 use crate::plugin::{self, Failure, Output, Plugin};
 use crate::publish::{EventInput, Publisher};
 use crate::registry::Registry;
@@ -64,48 +65,12 @@ pub struct PipelineContext {
     pub publisher: Arc<Publisher>,
     /// The plugin store, to pause a failing plugin on every instance.
     pub store: Arc<crate::plugin::store::PluginStore>,
-    /// When a failing plugin is paused.
-    pub failure_policy: FailurePolicy,
+    /// Pauses a plugin that keeps failing.
+    pub auto_pause: Arc<AutoPause>,
     /// What aggregators need; none when aggregation is off here.
     pub aggregation: Option<Arc<crate::aggregation::AggregationParts>>,
     /// Aggregators running on this instance.
     pub aggregators: Arc<crate::aggregation::Aggregators>,
-}
-
-/// When a plugin that keeps failing is paused.
-#[derive(Debug, Clone, Copy)]
-pub struct FailurePolicy {
-    /// Share of failed calls in the window that pauses the plugin.
-    pub ratio: f64,
-    /// Calls in the window.
-    pub window: usize,
-}
-
-/// The outcomes of a plugin's recent calls.
-struct FailureWindow {
-    policy: FailurePolicy,
-    recent: std::collections::VecDeque<bool>,
-}
-
-impl FailureWindow {
-    fn new(policy: FailurePolicy) -> Self {
-        FailureWindow {
-            policy,
-            recent: std::collections::VecDeque::new(),
-        }
-    }
-
-    /// Records a call; returns the failed count when the plugin must pause.
-    fn record(&mut self, failed: bool) -> Option<usize> {
-        self.recent.push_back(failed);
-        while self.recent.len() > self.policy.window {
-            self.recent.pop_front();
-        }
-        let failures = self.recent.iter().filter(|f| **f).count();
-        let full = self.policy.window > 0 && self.recent.len() == self.policy.window;
-        (full && failures as f64 >= self.policy.ratio * self.policy.window as f64)
-            .then_some(failures)
-    }
 }
 
 /// Runs one plugin's pipeline until shutdown.
@@ -168,7 +133,7 @@ pub async fn run(
         return;
     }
     tracing::info!(plugin = plugin.label(), group, topics = ?topics, "pipeline started");
-    let mut window = FailureWindow::new(policy_of(&ctx, &plugin));
+    let mut window = ctx.auto_pause.window(&plugin);
 
     loop {
         let message = tokio::select! {
@@ -191,7 +156,7 @@ pub async fn run(
             );
             plugin = next;
             // A new version starts with a clean record.
-            window = FailureWindow::new(policy_of(&ctx, &plugin));
+            window = ctx.auto_pause.window(&plugin);
         }
         let calls_before = plugin
             .stats()
@@ -298,10 +263,10 @@ pub async fn run(
             > calls_before;
         if called && let Some(failed) = window.record(plugin.stats().failures() > failures_before) {
             let _ = consumer.commit_message(&message, CommitMode::Sync);
-            if auto_pause(&ctx, &plugin, failed).await {
+            if ctx.auto_pause.pause(&plugin, failed).await {
                 // The store now says paused; the supervisor stops this
                 // pipeline on every instance.
-                window = FailureWindow::new(policy_of(&ctx, &plugin));
+                window = ctx.auto_pause.window(&plugin);
                 continue;
             }
             // A folder plugin cannot be paused through the store: stop it
@@ -487,19 +452,6 @@ async fn handle(
     Ok(())
 }
 
-/// The failure policy of a plugin: its manifest's, else the host's.
-fn policy_of(ctx: &PipelineContext, plugin: &Plugin) -> FailurePolicy {
-    let limits = &plugin.manifest().limits;
-    FailurePolicy {
-        ratio: limits
-            .failure_pause_ratio
-            .unwrap_or(ctx.failure_policy.ratio),
-        window: limits
-            .failure_window_calls
-            .unwrap_or(ctx.failure_policy.window),
-    }
-}
-
 /// Makes `start = "latest"` mean "from when the plugin was first
 /// activated": when the group has no committed offset on any partition of
 /// the source topics (it is new), every partition gets its current end
@@ -572,57 +524,6 @@ async fn refuse(
     let failure = Failure::InvalidOutput(reason);
     plugin.stats().record_refused_output();
     dead_letter(ctx, plugin, message, failure.class(), &failure.to_string()).await
-}
-
-/// Pauses a plugin that keeps failing and says so with a `plugin.paused`
-/// event. Returns false for a plugin loaded from the folder, which the store
-/// cannot pause.
-async fn auto_pause(ctx: &PipelineContext, plugin: &Plugin, failed: usize) -> bool {
-    let window = policy_of(ctx, plugin).window;
-    let reason = format!(
-        "paused automatically: {failed} of its last {window} calls failed; fix the plugin or its input, then resume it"
-    );
-    let name = &plugin.manifest().name;
-    tracing::error!(
-        plugin = plugin.label(),
-        failed,
-        window,
-        "plugin keeps failing; pausing it"
-    );
-    let stored = ctx.store.get(name).is_ok();
-    if stored && let Err(error) = ctx.store.set_paused(name, Some(reason.clone())).await {
-        tracing::error!(plugin = plugin.label(), %error, "cannot record the pause; stopping the pipeline here only");
-    }
-    let stats = plugin.stats();
-    let last = [
-        ("timeout", &stats.timeouts),
-        ("trap", &stats.traps),
-        ("out-of-memory", &stats.out_of_memory),
-        ("invalid-output", &stats.invalid_outputs),
-        ("plugin-error", &stats.plugin_errors),
-    ]
-    .iter()
-    .max_by_key(|(_, counter)| counter.load(std::sync::atomic::Ordering::Relaxed))
-    .map_or("plugin-error", |(class, _)| *class);
-    let event = EventInput {
-        noun: "plugin".to_string(),
-        verb: "paused".to_string(),
-        key: name.clone(),
-        object: serde_json::json!({
-            "name": name,
-            "version": plugin.manifest().version,
-            "reason": reason,
-            "failed_calls": failed,
-            "window_calls": window,
-            "last_failure_class": last,
-        }),
-        source: Some("/switchyard/pipeline".to_string()),
-        ..EventInput::default()
-    };
-    if let Err(error) = ctx.publisher.publish(event).await {
-        tracing::warn!(plugin = plugin.label(), %error, "cannot publish `plugin.paused`");
-    }
-    stored
 }
 
 fn header_value(message: &BorrowedMessage<'_>, name: &str) -> Option<Vec<u8>> {

@@ -49,6 +49,7 @@ use crate::envelope::{Envelope, PLUGIN_HEADER};
 use crate::exactly_once::{Loop, LoopConfig, LoopStatus, Outbox, Partition, Processor};
 use crate::kafka::{Kafka, TopicKind};
 use crate::pipeline::dlq;
+use crate::plugin::auto_pause::FailureWindow;
 use crate::plugin::{ConfigEntry, Output, Plugin};
 use crate::publish::{EventInput, Publisher};
 use crate::registry::Registry;
@@ -66,6 +67,8 @@ pub struct AggregationParts {
     pub config: AggregationConfig,
     /// Where this instance says it can be reached, for state queries.
     pub directory: Arc<directory::Directory>,
+    /// Pauses an aggregator that keeps failing.
+    pub auto_pause: Arc<crate::plugin::auto_pause::AutoPause>,
 }
 
 /// Counters of one aggregator on this instance.
@@ -260,6 +263,8 @@ pub async fn run(
             counters: Arc::clone(&counters),
             handle: tokio::runtime::Handle::current(),
             pending: PendingCounts::default(),
+            call: None,
+            window: None,
         }));
         let config = LoopConfig {
             operation: "aggregate",
@@ -327,6 +332,10 @@ struct AggregateProcessor {
     counters: Arc<AggregatorCounters>,
     handle: tokio::runtime::Handle,
     pending: PendingCounts,
+    /// Whether the aggregator was called on the record in hand, and failed.
+    call: Option<bool>,
+    /// The recent calls of the running version, for pausing it.
+    window: Option<(String, FailureWindow)>,
 }
 
 impl Processor for AggregateProcessor {
@@ -406,6 +415,92 @@ impl Processor for AggregateProcessor {
         outbox: &mut Outbox<'_>,
     ) -> anyhow::Result<()> {
         let plugin = self.plugin_rx.borrow().clone();
+        self.call = None;
+        let processed = self.fold(&plugin, message, outbox);
+        if let Some(failed) = self.call.take() {
+            self.count_call(&plugin, failed);
+        }
+        processed
+    }
+    fn committed(&mut self) {
+        self.undo.clear();
+        self.undo_stream_time.clear();
+        let pending = std::mem::take(&mut self.pending);
+        let c = &self.counters;
+        c.folded.fetch_add(pending.folded, Ordering::Relaxed);
+        c.emitted.fetch_add(pending.emitted, Ordering::Relaxed);
+        c.dead_lettered
+            .fetch_add(pending.dead_lettered, Ordering::Relaxed);
+        c.late_dropped
+            .fetch_add(pending.late_dropped, Ordering::Relaxed);
+        c.expired.fetch_add(pending.expired, Ordering::Relaxed);
+    }
+
+    fn set_aside(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        outbox: &mut Outbox<'_>,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let plugin = self.plugin_rx.borrow().clone();
+        self.dead_letter(&plugin, message, outbox, "undeliverable", reason)
+    }
+
+    fn aborted(&mut self) {
+        let mut stores = self.stores.lock().expect("stores lock");
+        let loop_id = self.loop_id;
+        for (partition, key, before) in self.undo.drain(..).rev() {
+            // A store another loop restored since is already right.
+            if let Some(store) = stores.get_mut(&partition).filter(|s| s.owner == loop_id) {
+                match before {
+                    Some(entry) => store.entries.insert(key, entry),
+                    None => store.entries.remove(&key),
+                };
+            }
+        }
+        for (partition, time) in std::mem::take(&mut self.undo_stream_time) {
+            if let Some(store) = stores.get_mut(&partition).filter(|s| s.owner == loop_id) {
+                store.stream_time_ms = time;
+            }
+        }
+        self.pending = PendingCounts::default();
+    }
+}
+
+impl AggregateProcessor {
+    /// Counts one call of the aggregator towards its failure window, and
+    /// pauses it through the store when it keeps failing. A folder plugin
+    /// cannot be paused that way; it goes on, and keeps dead-lettering.
+    fn count_call(&mut self, plugin: &Arc<Plugin>, failed: bool) {
+        let label = plugin.label();
+        if self.window.as_ref().is_none_or(|(known, _)| known != label) {
+            self.window = Some((label.to_string(), self.parts.auto_pause.window(plugin)));
+        }
+        let Some((_, window)) = self.window.as_mut() else {
+            return;
+        };
+        if let Some(failures) = window.record(failed) {
+            self.window = None;
+            let paused = self
+                .handle
+                .block_on(self.parts.auto_pause.pause(plugin, failures));
+            if !paused {
+                tracing::error!(
+                    plugin = label,
+                    "a folder aggregator keeps failing; it cannot be paused and goes on dead-lettering"
+                );
+            }
+        }
+    }
+
+    /// Folds one record (the body of [`Processor::process`]).
+    fn fold(
+        &mut self,
+        plugin: &Arc<Plugin>,
+        message: &BorrowedMessage<'_>,
+        outbox: &mut Outbox<'_>,
+    ) -> anyhow::Result<()> {
+        let plugin = Arc::clone(plugin);
         let Ok(envelope) = Envelope::from_headers(message.headers(), message.key()) else {
             return self.dead_letter(
                 &plugin,
@@ -463,6 +558,8 @@ impl Processor for AggregateProcessor {
                 value: end.to_string(),
             });
         }
+        // The call failed unless it gets through every check below.
+        self.call = Some(true);
         let (new_state, emitted) = match plugin.call_configured(
             &event,
             current.as_deref(),
@@ -556,6 +653,8 @@ impl Processor for AggregateProcessor {
                 }
             }
         }
+        // Whatever fails from here is Kafka's, not the plugin's.
+        self.call = Some(false);
         for ready in &prepared {
             self.handle.block_on(
                 self.parts
@@ -588,52 +687,6 @@ impl Processor for AggregateProcessor {
         Ok(())
     }
 
-    fn committed(&mut self) {
-        self.undo.clear();
-        self.undo_stream_time.clear();
-        let pending = std::mem::take(&mut self.pending);
-        let c = &self.counters;
-        c.folded.fetch_add(pending.folded, Ordering::Relaxed);
-        c.emitted.fetch_add(pending.emitted, Ordering::Relaxed);
-        c.dead_lettered
-            .fetch_add(pending.dead_lettered, Ordering::Relaxed);
-        c.late_dropped
-            .fetch_add(pending.late_dropped, Ordering::Relaxed);
-        c.expired.fetch_add(pending.expired, Ordering::Relaxed);
-    }
-
-    fn set_aside(
-        &mut self,
-        message: &BorrowedMessage<'_>,
-        outbox: &mut Outbox<'_>,
-        reason: &str,
-    ) -> anyhow::Result<()> {
-        let plugin = self.plugin_rx.borrow().clone();
-        self.dead_letter(&plugin, message, outbox, "undeliverable", reason)
-    }
-
-    fn aborted(&mut self) {
-        let mut stores = self.stores.lock().expect("stores lock");
-        let loop_id = self.loop_id;
-        for (partition, key, before) in self.undo.drain(..).rev() {
-            // A store another loop restored since is already right.
-            if let Some(store) = stores.get_mut(&partition).filter(|s| s.owner == loop_id) {
-                match before {
-                    Some(entry) => store.entries.insert(key, entry),
-                    None => store.entries.remove(&key),
-                };
-            }
-        }
-        for (partition, time) in std::mem::take(&mut self.undo_stream_time) {
-            if let Some(store) = stores.get_mut(&partition).filter(|s| s.owner == loop_id) {
-                store.stream_time_ms = time;
-            }
-        }
-        self.pending = PendingCounts::default();
-    }
-}
-
-impl AggregateProcessor {
     /// Changes one entry in memory (remembering the old one) and writes it
     /// (or its tombstone) to the changelog.
     fn write_entry(
@@ -721,7 +774,7 @@ impl AggregateProcessor {
                 (dlq::OFFSET, offset.as_bytes()),
             ],
         )?;
-        tracing::info!(
+        tracing::warn!(
             plugin = plugin.label(),
             class,
             reason,

@@ -40,6 +40,7 @@
 //! the limiter. When every slot is taken, instantiation fails with a reason
 //! that names the pool, and the call is dead-lettered like any other failure.
 
+pub mod auto_pause;
 pub mod bindings;
 pub mod harness;
 pub mod manifest;

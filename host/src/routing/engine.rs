@@ -31,7 +31,7 @@
 //! routing engine (its failures go to the dead-letter topic and count in
 //! its metrics); pause it through the plugin admin API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +47,7 @@ use crate::exactly_once::{Loop, LoopConfig, LoopStatus, Outbox, Processor};
 use crate::kafka::{Kafka, TopicCreationError, TopicKind};
 use crate::pipeline::dlq;
 use crate::plugin::Plugin;
+use crate::plugin::auto_pause::FailureWindow;
 use crate::plugin::supervisor::Supervisor;
 use crate::registry::Registry;
 use crate::subscribe;
@@ -61,6 +62,8 @@ pub struct EngineParts {
     pub routes: Arc<RouteStore>,
     /// Running plugins.
     pub supervisor: Arc<Supervisor>,
+    /// Pauses a router plugin that keeps failing under routes.
+    pub auto_pause: Arc<crate::plugin::auto_pause::AutoPause>,
     /// Settings.
     pub config: RoutingConfig,
     /// Nouns known at start, whose topics exist.
@@ -126,6 +129,7 @@ impl RoutingEngine {
             handle: tokio::runtime::Handle::current(),
             pending: BTreeMap::new(),
             totals: Arc::clone(&totals),
+            windows: HashMap::new(),
         }));
         let looped = Loop::start(kafka, config, processor, shutdown_rx);
         Arc::new(RoutingEngine { looped, totals })
@@ -151,6 +155,9 @@ struct RouteProcessor {
     /// Counters of the open transaction.
     pending: BTreeMap<String, RouteCounters>,
     totals: Arc<Mutex<BTreeMap<String, RouteCounters>>>,
+    /// Recent calls of each router plugin (by name) under any route, with
+    /// the version they were of, for pausing one that keeps failing.
+    windows: HashMap<String, (String, FailureWindow)>,
 }
 
 impl Processor for RouteProcessor {
@@ -196,6 +203,44 @@ impl Processor for RouteProcessor {
 }
 
 impl RouteProcessor {
+    /// Counts one call of a router plugin towards its failure window, and
+    /// pauses it through the store when it keeps failing: a router that
+    /// times out on every event would otherwise hold up every route.
+    /// Events of its routes are then dead-lettered as `plugin-unavailable`
+    /// until an admin resumes it. A folder plugin cannot be paused that way.
+    fn count_call(
+        windows: &mut HashMap<String, (String, FailureWindow)>,
+        parts: &EngineParts,
+        handle: &tokio::runtime::Handle,
+        call: (&str, &str, bool),
+    ) {
+        let (name, label, failed) = call;
+        let stale = windows.get(name).is_none_or(|(known, _)| known != label);
+        if stale {
+            let Some(plugin) = handle.block_on(parts.supervisor.running(name)) else {
+                return;
+            };
+            let window = parts.auto_pause.window(&plugin);
+            windows.insert(name.to_string(), (label.to_string(), window));
+        }
+        let Some((_, window)) = windows.get_mut(name) else {
+            return;
+        };
+        let Some(failures) = window.record(failed) else {
+            return;
+        };
+        windows.remove(name);
+        let Some(plugin) = handle.block_on(parts.supervisor.running(name)) else {
+            return;
+        };
+        if !handle.block_on(parts.auto_pause.pause(&plugin, failures)) {
+            tracing::error!(
+                plugin = label,
+                "a folder router plugin keeps failing under routes; it cannot be paused"
+            );
+        }
+    }
+
     /// Copies the record to the dead-letter topic, naming the route (when
     /// one failed), the class and the reason.
     #[allow(clippy::too_many_arguments)]
@@ -309,6 +354,29 @@ impl RouteProcessor {
                 plugin_event: &plugin_event,
             };
             let (decision, reasons) = decide(route, &candidate, &plugins);
+            if let (Some(plugin), Some(label)) = (&route.plugin, reasons.plugin.as_deref()) {
+                // An event a plugin cannot be given is not the plugin's
+                // failure.
+                let failed = matches!(
+                    &decision,
+                    Decision::Fail { class, plugin: Some(_), .. } if *class != "undecodable"
+                );
+                let counted = !matches!(
+                    &decision,
+                    Decision::Fail {
+                        class: "undecodable",
+                        ..
+                    }
+                );
+                if counted {
+                    Self::count_call(
+                        &mut self.windows,
+                        parts,
+                        handle,
+                        (&plugin.name, label, failed),
+                    );
+                }
+            }
             match decision {
                 Decision::Skip => {
                     span.record("matched", false);

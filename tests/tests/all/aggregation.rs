@@ -301,3 +301,116 @@ async fn state_is_readable_for_any_key_on_any_instance() {
     .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+/// An aggregator that keeps failing is paused through the store like any
+/// failing plugin: here the reference aggregator sends its summaries to a
+/// noun without a schema, so the host refuses every output (a failure of
+/// the call), and after a window of such calls `plugin.paused` says why
+/// and the plugin shows paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregator_that_keeps_failing_is_paused() {
+    let cluster = unique("aggfail");
+    let tag = cluster[cluster.len() - 10..]
+        .to_lowercase()
+        .replace('_', "-");
+    let name = format!("failing-agg-{tag}");
+    let dir = std::env::temp_dir().join(unique("aggfail-plugin"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let built = PathBuf::from(env!("SWITCHYARD_TEST_PLUGIN_DIR"));
+    let wasm = dir.join("agg.wasm");
+    std::fs::copy(built.join("claim-appeal-aggregator.wasm"), &wasm).unwrap();
+    let manifest = dir.join("agg.toml");
+    std::fs::write(
+        &manifest,
+        format!("name = \"{name}\"\nversion = \"1.0.0\"\nkind = \"aggregator\"\nsource = [\"claim.reconsideration-received\"]\nstart = \"latest\"\n[limits]\nfailure_window_calls = 4\nfailure_pause_ratio = 0.5\n[config]\noutput_noun = \"nowhere-{tag}\"\n"),
+    )
+    .unwrap();
+    let mut config = with_aggregation(test_config(&kafka_bootstrap()), &cluster);
+    config.plugins.dir = None;
+    config.plugins.artifacts_dir = Some(dir.join("artifacts"));
+    let host = tokio::task::spawn_blocking(move || TestHost::start(config).expect("host starts"))
+        .await
+        .unwrap();
+    let server = format!("http://{}", host.http);
+    let mut paused_events = SseReader::connect(
+        &host.url(&format!("/v1/nouns/plugin/events?key={name}")),
+        None,
+    )
+    .await
+    .unwrap();
+    paused_events
+        .until_event("subscribed", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let pushed = switchyard::cli::run(
+        &server,
+        switchyard::cli::Action::Push {
+            wasm: &wasm,
+            manifest: &manifest,
+            activate: true,
+        },
+        switchyard::cli::Output::Json,
+    )
+    .await;
+    assert_eq!(pushed, std::process::ExitCode::SUCCESS);
+    let started = Instant::now();
+    loop {
+        let status: Value = reqwest::get(host.url("/v1/admin/aggregators"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let assigned = status["aggregators"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| {
+                a["plugin"] == name.as_str()
+                    && a["assigned"].as_array().is_some_and(|p| !p.is_empty())
+            });
+        if assigned {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "aggregator got no partition: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    for n in 0..4 {
+        let claim = format!("{cluster}-{n}");
+        publish(
+            &host,
+            "reconsideration-received",
+            &claim,
+            "2026-01-05T12:00:00Z",
+            reconsideration(&claim),
+        )
+        .await;
+    }
+    let frame = paused_events
+        .until_event("plugin.paused", Duration::from_secs(120))
+        .await
+        .expect("a `plugin.paused` event");
+    let event = frame.json();
+    assert_eq!(event["object"]["name"], name);
+    assert_eq!(event["object"]["last_failure_class"], "invalid-output");
+    let shown: Value = reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "paused", "{shown}");
+    // Paused plugins stay in the shared store; this one is the test's own.
+    let deleted = reqwest::Client::new()
+        .delete(format!("{server}/v1/admin/plugins/{name}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+    drop(host);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -834,3 +834,147 @@ async fn a_destination_that_refuses_an_event_does_not_stop_routing() {
     let events = read_topic(&host, &small, 0, Duration::from_secs(1)).await;
     assert!(events.iter().all(|e| e["id"] != big.as_str()));
 }
+
+/// A router plugin that keeps failing under a route is paused through the
+/// store like any failing plugin (it would otherwise hold up every route
+/// with its failures): `plugin.paused` says why, the plugin shows paused,
+/// and the route's next events are dead-lettered as `plugin-unavailable`
+/// until an admin resumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_plugin_that_keeps_failing_under_a_route_is_paused() {
+    let cluster = unique("routes");
+    let run = unique("flk").to_lowercase().replace('_', "-");
+    let tag = &run[run.len() - 10..];
+    let name = format!("flaky-router-{tag}");
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let wasm = dir.join("flaky.wasm");
+    std::fs::copy(
+        std::path::PathBuf::from(env!("SWITCHYARD_TEST_FIXTURE_DIR")).join("misbehaving.wasm"),
+        &wasm,
+    )
+    .unwrap();
+    // Its own pipeline (every router has a source) never sees a key it
+    // misbehaves on; only the route's configuration makes it trap.
+    let manifest = dir.join("flaky.toml");
+    std::fs::write(
+        &manifest,
+        format!("name = \"{name}\"\nversion = \"1.0.0\"\nkind = \"router\"\nsource = [\"claim.reconsideration-received\"]\n[limits]\nfailure_window_calls = 4\nfailure_pause_ratio = 0.5\n[config]\nmode = \"ok\"\nonly_key = \"none-{tag}\"\n"),
+    )
+    .unwrap();
+    let mut config = with_routing(test_config(&kafka_bootstrap()), &cluster);
+    config.plugins.artifacts_dir = Some(dir.join("artifacts"));
+    let host = tokio::task::spawn_blocking(move || TestHost::start(config).expect("host starts"))
+        .await
+        .unwrap();
+    let server = format!("http://{}", host.http);
+    wait_for_routing(&host, "claim", Duration::from_secs(60)).await;
+    let mut paused_events = SseReader::connect(
+        &host.url(&format!("/v1/nouns/plugin/events?key={name}")),
+        None,
+    )
+    .await
+    .unwrap();
+    paused_events
+        .until_event("subscribed", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let pushed = cli::run(
+        &server,
+        cli::Action::Push {
+            wasm: &wasm,
+            manifest: &manifest,
+            activate: true,
+        },
+        Output::Json,
+    )
+    .await;
+    assert_eq!(pushed, ExitCode::SUCCESS);
+    let key = format!("{run}-1");
+    let route = json!({
+        "owner": "tests",
+        "source": {"nouns": ["claim"], "verbs": ["reconsideration-received"]},
+        "filter": {"claim_id": [{"prefix": run}]},
+        "plugin": {"name": name, "config": {"mode": "panic", "only_key": key}},
+        "destinations": [format!("flaky.{tag}.*")]
+    });
+    let (status, body) = put_route(&host, &format!("flaky-{tag}"), &route).await;
+    assert_eq!(status, 201, "{body}");
+    // The route's plugin must be running here before events arrive.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["status"]
+        != "active"
+    {
+        assert!(Instant::now() < deadline, "the plugin never became active");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let dead_letters =
+        SseReader::connect(&host.url("/v1/topics/switchyard.dead-letter/events"), None)
+            .await
+            .unwrap();
+    let publish = |n: u32| {
+        let host = &host;
+        let key = key.clone();
+        async move {
+            let (status, _, body) = post_json(
+                &host.url("/v1/events/claim/reconsideration-received"),
+                &json!({"key": key, "object": {"claim_id": key, "provider_id": "1", "reason": format!("r{n}"), "received_at": "2026-01-01T00:00:00Z"}}),
+            )
+            .await;
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_str().unwrap().to_string()
+        }
+    };
+    for n in 0..4 {
+        publish(n).await;
+    }
+    let frame = paused_events
+        .until_event("plugin.paused", Duration::from_secs(120))
+        .await
+        .expect("a `plugin.paused` event");
+    let event = frame.json();
+    assert_eq!(event["object"]["name"], name);
+    assert_eq!(event["object"]["last_failure_class"], "trap");
+    let shown: Value = reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "paused", "{shown}");
+
+    // Paused: the route's next event is dead-lettered without a call.
+    let id = publish(4).await;
+    let mut dead_letters = dead_letters;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut class = None;
+    while class.is_none() && Instant::now() < deadline {
+        if let Some(frame) = dead_letters.next(Duration::from_secs(1)).await
+            && frame.event.as_deref().is_some_and(|e| e.contains('.'))
+        {
+            let event = frame.json();
+            if event["id"] == id.as_str() {
+                class = event["extensions"]["switchyard-dlq-class"]
+                    .as_str()
+                    .map(str::to_string);
+            }
+        }
+    }
+    assert_eq!(class.as_deref(), Some("plugin-unavailable"));
+    // Paused plugins stay in the shared store; this one is the test's own.
+    let deleted = reqwest::Client::new()
+        .delete(format!("{server}/v1/admin/plugins/{name}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+    drop(host);
+    let _ = std::fs::remove_dir_all(&dir);
+}
