@@ -297,11 +297,24 @@ const MAX_LINKS: usize = 128;
 /// zombie committing with its *current* metadata would not be fenced.
 type Generation = Arc<Mutex<Option<ConsumerGroupMetadata>>>;
 
+/// The committed offset of each assigned partition, read when it was
+/// assigned: no record below it may be processed in this assignment.
+///
+/// The consumer should start each partition at exactly this offset, but
+/// librdkafka (2.12) can start one at `auto.offset.reset` instead: when an
+/// offset fetch meets a transaction still open on the partition (an
+/// instance that died mid-transaction) while the assignment changes again,
+/// it requeues the partition with no offset. Starting from the earliest
+/// record would fold everything again into restored state; the loop checks
+/// every record against this floor and seeks forward instead.
+type Floors = Arc<Mutex<BTreeMap<Partition, i64>>>;
+
 /// Ends the open transaction before partitions are taken away, and tells
 /// the processor about assignments.
 struct RebalanceHook<P: Processor> {
     transaction: Arc<Mutex<Option<Transaction>>>,
     generation: Generation,
+    floors: Floors,
     processor: Arc<Mutex<P>>,
     status: Arc<Mutex<LoopStatus>>,
     timeout: Duration,
@@ -379,6 +392,7 @@ impl<P: Processor> ConsumerContext for RebalanceHook<P> {
                 }
             }
             processor.revoked(&partitions_of(revoked));
+            self.floors.lock().expect("floors lock").clear();
             self.status.lock().expect("status lock").assigned.clear();
         }
     }
@@ -387,6 +401,27 @@ impl<P: Processor> ConsumerContext for RebalanceHook<P> {
         match rebalance {
             Rebalance::Assign(assigned) => {
                 *self.generation.lock().expect("generation lock") = consumer.group_metadata();
+                // Read in `read_committed` mode, this waits for a dead
+                // instance's open transaction to end (it times out), as the
+                // consumer's own fetch of the start offsets does.
+                let mut floors = BTreeMap::new();
+                match consumer.committed_offsets((*assigned).clone(), self.timeout * 4) {
+                    Ok(committed) => {
+                        for element in committed.elements() {
+                            if let Offset::Offset(offset) = element.offset() {
+                                floors.insert(
+                                    (element.topic().to_string(), element.partition()),
+                                    offset,
+                                );
+                            }
+                        }
+                    }
+                    Err(error) => tracing::warn!(
+                        %error,
+                        "cannot read the committed offsets of assigned partitions; trusting the consumer's start"
+                    ),
+                }
+                *self.floors.lock().expect("floors lock") = floors;
                 let partitions = partitions_of(assigned);
                 self.processor
                     .lock()
@@ -463,6 +498,7 @@ fn run<P: Processor>(
     let timeout = config.transaction_timeout / 2;
     let transaction: Arc<Mutex<Option<Transaction>>> = Arc::new(Mutex::new(None));
     let generation: Generation = Arc::new(Mutex::new(None));
+    let floors: Floors = Arc::new(Mutex::new(BTreeMap::new()));
     let mut consumer_config = kafka.consumer_config(&config.group);
     consumer_config
         // New topics matching a pattern are found by this refresh.
@@ -482,6 +518,7 @@ fn run<P: Processor>(
     let hook = RebalanceHook {
         transaction: Arc::clone(&transaction),
         generation: Arc::clone(&generation),
+        floors: Arc::clone(&floors),
         processor: Arc::clone(processor),
         status: Arc::clone(status),
         timeout,
@@ -621,29 +658,31 @@ fn run<P: Processor>(
             continue;
         };
         let partition = (message.topic().to_string(), message.partition());
+        let floor = floors.lock().expect("floors lock").get(&partition).copied();
+        if let Some(floor) = floor
+            && message.offset() < floor
+        {
+            tracing::warn!(
+                group = config.group,
+                topic = partition.0,
+                partition = partition.1,
+                offset = message.offset(),
+                committed = floor,
+                "the consumer went below the committed offset; skipping to it"
+            );
+            drop(guard);
+            if let Err(error) =
+                consumer.seek(&partition.0, partition.1, Offset::Offset(floor), timeout)
+            {
+                tracing::warn!(topic = partition.0, partition = partition.1, %error, "cannot seek to the committed offset");
+            }
+            continue;
+        }
         let this = (partition.clone(), message.offset());
         let poisoned = suspect
             .as_ref()
             .is_some_and(|(record, count)| *record == this && *count >= POISON_AFTER);
-        // The record's span continues the trace of whoever wrote it.
-        let span = tracing::info_span!(
-            "process",
-            otel.name = %format_args!("{} {}", config.operation, message.topic()),
-            otel.kind = "consumer",
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.destination.name = message.topic(),
-            messaging.destination.partition.id = message.partition(),
-            messaging.kafka.offset = message.offset(),
-            messaging.consumer.group.name = config.group,
-            otel.status_code = Empty,
-            error.type = Empty,
-            trace_id = Empty,
-        );
-        crate::trace_context::continue_trace(
-            &span,
-            crate::trace_context::record_parent(message.headers()),
-        );
+        let span = crate::trace_context::record_span(config.operation, &config.group, &message);
         let entered = span.enter();
         let outcome = (|| -> anyhow::Result<()> {
             if !current.open {

@@ -309,7 +309,6 @@ fn routing_and_aggregation(out: &mut Exposition, app: &Arc<App>) {
         "gauge",
         "Records not yet processed, per consumer group and partition owned by this instance (from the Kafka client's statistics, every 5 s).",
     );
-    let mut groups: Vec<(String, String, &crate::exactly_once::LoopStatus)> = Vec::new();
     let statuses: Vec<(String, crate::exactly_once::LoopStatus)> = engine
         .iter()
         .map(|e| ("routing".to_string(), e.status.clone()))
@@ -320,15 +319,12 @@ fn routing_and_aggregation(out: &mut Exposition, app: &Arc<App>) {
         )
         .collect();
     for (consumer, status) in &statuses {
-        groups.push((consumer.clone(), status.group.clone(), status));
-    }
-    for (consumer, group, status) in &groups {
         for (partition, lag) in &status.lag {
             out.sample(
                 "switchyard_consumer_lag",
                 &[
                     ("consumer", consumer),
-                    ("group", group),
+                    ("group", &status.group),
                     ("partition", partition),
                 ],
                 lag,
@@ -363,7 +359,7 @@ fn routing_and_aggregation(out: &mut Exposition, app: &Arc<App>) {
         "gauge",
         "Records of an aggregator's input topics not yet folded by this instance.",
     );
-    for (consumer, _, status) in &groups {
+    for (consumer, status) in &statuses {
         if let Some(name) = consumer.strip_prefix("aggregator:") {
             let lag: i64 = status.lag.values().sum();
             out.sample("switchyard_aggregator_lag", &[("aggregator", name)], lag);
@@ -435,34 +431,59 @@ fn routing_and_aggregation(out: &mut Exposition, app: &Arc<App>) {
 
 async fn plugins(out: &mut Exposition, app: &Arc<App>) {
     use std::sync::atomic::Ordering::Relaxed;
-    let plugins = app.supervisor.plugins().await;
-    let label = |plugin: &crate::plugin::Plugin| {
-        (
-            plugin.manifest().name.clone(),
-            plugin.manifest().version.clone(),
-        )
-    };
 
-    out.family(
-        "switchyard_plugin_calls_total",
-        "counter",
-        "Calls of a plugin version on this instance.",
-    );
-    for plugin in &plugins {
-        let (name, version) = label(plugin);
-        out.sample(
+    use crate::plugin::Plugin;
+    let plugins = app.supervisor.plugins().await;
+    let labels: Vec<(String, String)> = plugins
+        .iter()
+        .map(|p| (p.manifest().name.clone(), p.manifest().version.clone()))
+        .collect();
+
+    // One value per plugin version.
+    type Value = fn(&Plugin) -> u64;
+    let simple: [(&str, &str, &str, Value); 4] = [
+        (
             "switchyard_plugin_calls_total",
-            &[("plugin", &name), ("version", &version)],
-            plugin.stats().calls.load(Relaxed),
-        );
+            "counter",
+            "Calls of a plugin version on this instance.",
+            |p| p.stats().calls.load(Relaxed),
+        ),
+        (
+            "switchyard_plugin_instances",
+            "gauge",
+            "Warm instances of a plugin version, ready for calls.",
+            |p| p.idle_instances() as u64,
+        ),
+        (
+            "switchyard_plugin_instances_created_total",
+            "counter",
+            "Instances created of a plugin version (one more after every trap).",
+            |p| p.stats().instances_created.load(Relaxed),
+        ),
+        (
+            "switchyard_plugin_peak_memory_bytes",
+            "gauge",
+            "Largest linear memory an instance of a plugin version grew to.",
+            |p| p.stats().peak_memory_bytes.load(Relaxed),
+        ),
+    ];
+    for (family, kind, help, value) in simple {
+        out.family(family, kind, help);
+        for (plugin, (name, version)) in plugins.iter().zip(&labels) {
+            out.sample(
+                family,
+                &[("plugin", name), ("version", version)],
+                value(plugin),
+            );
+        }
     }
+
     out.family(
         "switchyard_plugin_errors_total",
         "counter",
         "Failed calls of a plugin version, by failure class.",
     );
-    for plugin in &plugins {
-        let (name, version) = label(plugin);
+    for (plugin, (name, version)) in plugins.iter().zip(&labels) {
         let stats = plugin.stats();
         for (class, counter) in [
             ("plugin-error", &stats.plugin_errors),
@@ -473,11 +494,12 @@ async fn plugins(out: &mut Exposition, app: &Arc<App>) {
         ] {
             out.sample(
                 "switchyard_plugin_errors_total",
-                &[("plugin", &name), ("version", &version), ("class", class)],
+                &[("plugin", name), ("version", version), ("class", class)],
                 counter.load(Relaxed),
             );
         }
     }
+
     out.family(
         "switchyard_plugin_call_duration_seconds",
         "histogram",
@@ -487,8 +509,7 @@ async fn plugins(out: &mut Exposition, app: &Arc<App>) {
         .iter()
         .map(|micros| *micros as f64 / 1e6)
         .collect();
-    for plugin in &plugins {
-        let (name, version) = label(plugin);
+    for (plugin, (name, version)) in plugins.iter().zip(&labels) {
         let stats = plugin.stats();
         // The plugin counts calls per bucket below each bound; Prometheus
         // wants each bucket to include the ones below it.
@@ -500,50 +521,11 @@ async fn plugins(out: &mut Exposition, app: &Arc<App>) {
         }
         out.histogram(
             "switchyard_plugin_call_duration_seconds",
-            &[("plugin", &name), ("version", &version)],
+            &[("plugin", name), ("version", version)],
             &bounds,
             &cumulative,
             stats.calls.load(Relaxed),
             stats.busy_micros.load(Relaxed) as f64 / 1e6,
-        );
-    }
-    out.family(
-        "switchyard_plugin_instances",
-        "gauge",
-        "Warm instances of a plugin version, ready for calls.",
-    );
-    for plugin in &plugins {
-        let (name, version) = label(plugin);
-        out.sample(
-            "switchyard_plugin_instances",
-            &[("plugin", &name), ("version", &version)],
-            plugin.idle_instances(),
-        );
-    }
-    out.family(
-        "switchyard_plugin_instances_created_total",
-        "counter",
-        "Instances created of a plugin version (one more after every trap).",
-    );
-    for plugin in &plugins {
-        let (name, version) = label(plugin);
-        out.sample(
-            "switchyard_plugin_instances_created_total",
-            &[("plugin", &name), ("version", &version)],
-            plugin.stats().instances_created.load(Relaxed),
-        );
-    }
-    out.family(
-        "switchyard_plugin_peak_memory_bytes",
-        "gauge",
-        "Largest linear memory an instance of a plugin version grew to.",
-    );
-    for plugin in &plugins {
-        let (name, version) = label(plugin);
-        out.sample(
-            "switchyard_plugin_peak_memory_bytes",
-            &[("plugin", &name), ("version", &version)],
-            plugin.stats().peak_memory_bytes.load(Relaxed),
         );
     }
 }

@@ -188,21 +188,10 @@ pub async fn run(
                     break;
                 }
             }
-            let span = tracing::info_span!(
-                "process",
-                otel.name = %format_args!("{} {}", plugin.manifest().kind.as_str(), message.topic()),
-                otel.kind = "consumer",
-                messaging.system = "kafka",
-                messaging.operation.type = "process",
-                messaging.destination.name = message.topic(),
-                messaging.destination.partition.id = message.partition(),
-                messaging.kafka.offset = message.offset(),
-                plugin.name = %plugin.manifest().name,
-                trace_id = tracing::field::Empty,
-            );
-            crate::trace_context::continue_trace(
-                &span,
-                crate::trace_context::record_parent(message.headers()),
+            let span = crate::trace_context::record_span(
+                plugin.manifest().kind.as_str(),
+                &group,
+                &message,
             );
             let outcome = match handle(&ctx, &plugin, &message).instrument(span).await {
                 // A write that can never succeed (a record too large for its

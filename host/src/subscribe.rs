@@ -318,8 +318,10 @@ pub async fn open(
                     if subscription.key.as_ref().is_some_and(|key| *key != event.key) {
                         continue;
                     }
-                    // The delivery's span continues the event's trace and
-                    // lasts until the subscriber's API took the event. A
+                    // The delivery's span continues the event's trace; it
+                    // ends as the event is handed to the subscriber's API
+                    // (ending it at the next poll of the stream would leave
+                    // it open while a quiet stream waits). A
                     // record that carries no trace (a replay of old events,
                     // an outside producer's) is delivered without a span:
                     // one-span traces of every replayed record would only
@@ -345,8 +347,8 @@ pub async fn open(
                         None => tracing::Span::none(),
                     };
                     crate::metrics::metrics().delivered(subscription.api, &subscription.topic);
-                    yield Delivery::Event { position: position.clone(), event: Box::new(event) };
                     drop(span);
+                    yield Delivery::Event { position: position.clone(), event: Box::new(event) };
                 }
                 Err(reason) => {
                     // Filters apply to what can still be read of the record

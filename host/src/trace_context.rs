@@ -122,6 +122,33 @@ pub fn record_parent(headers: Option<&BorrowedHeaders>) -> Option<opentelemetry:
     remote_parent(text("traceparent"), text("tracestate"))
 }
 
+/// The span of a record taken from Kafka to `operation` on it (`route`,
+/// `aggregate`, `transformer`, …) in consumer `group`: it continues the
+/// trace of whoever wrote the record, or starts one.
+pub fn record_span(
+    operation: &str,
+    group: &str,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+) -> tracing::Span {
+    use rdkafka::Message;
+    let span = tracing::info_span!(
+        "process",
+        otel.name = %format_args!("{operation} {}", message.topic()),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = message.topic(),
+        messaging.destination.partition.id = message.partition(),
+        messaging.kafka.offset = message.offset(),
+        messaging.consumer.group.name = group,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    continue_trace(&span, record_parent(message.headers()));
+    span
+}
+
 /// Makes `span` continue the trace that `parent` names (without one, it
 /// starts a trace) and records the trace id in the span's `trace_id`
 /// field, so the log lines inside it carry the id. Call it before the span

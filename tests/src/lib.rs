@@ -401,3 +401,57 @@ async fn read_response(response: reqwest::Response) -> (u16, String, serde_json:
     let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     (status, content_type, json)
 }
+
+/// Pushes a plugin and activates it, through the CLI's own code.
+pub async fn push_plugin(
+    server: &str,
+    wasm: &std::path::Path,
+    manifest: &std::path::Path,
+) -> std::process::ExitCode {
+    switchyard::cli::run(
+        server,
+        switchyard::cli::Action::Push {
+            wasm,
+            manifest,
+            activate: true,
+        },
+        switchyard::cli::Output::Json,
+    )
+    .await
+}
+
+/// What the admin API shows of a plugin.
+pub async fn plugin_shown(server: &str, name: &str) -> serde_json::Value {
+    reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Deletes a plugin of the test's own from the store every host shares.
+pub async fn delete_plugin(server: &str, name: &str) {
+    let deleted = reqwest::Client::new()
+        .delete(format!("{server}/v1/admin/plugins/{name}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{deleted:?}");
+}
+
+/// The `plugin` noun's events about one plugin (`plugin.paused`), from
+/// now on.
+pub async fn plugin_events(host: &TestHost, name: &str) -> SseReader {
+    let mut events = SseReader::connect(
+        &host.url(&format!("/v1/nouns/plugin/events?key={name}")),
+        None,
+    )
+    .await
+    .unwrap();
+    events
+        .until_event("subscribed", Duration::from_secs(10))
+        .await
+        .unwrap();
+    events
+}

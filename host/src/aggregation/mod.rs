@@ -49,7 +49,7 @@ use crate::envelope::{Envelope, PLUGIN_HEADER};
 use crate::exactly_once::{Loop, LoopConfig, LoopStatus, Outbox, Partition, Processor};
 use crate::kafka::{Kafka, TopicKind};
 use crate::pipeline::dlq;
-use crate::plugin::auto_pause::FailureWindow;
+use crate::plugin::auto_pause::Tracked;
 use crate::plugin::{ConfigEntry, Output, Plugin};
 use crate::publish::{EventInput, Publisher};
 use crate::registry::Registry;
@@ -335,7 +335,7 @@ struct AggregateProcessor {
     /// Whether the aggregator was called on the record in hand, and failed.
     call: Option<bool>,
     /// The recent calls of the running version, for pausing it.
-    window: Option<(String, FailureWindow)>,
+    window: Option<Tracked>,
 }
 
 impl Processor for AggregateProcessor {
@@ -472,24 +472,20 @@ impl AggregateProcessor {
     /// pauses it through the store when it keeps failing. A folder plugin
     /// cannot be paused that way; it goes on, and keeps dead-lettering.
     fn count_call(&mut self, plugin: &Arc<Plugin>, failed: bool) {
-        let label = plugin.label();
-        if self.window.as_ref().is_none_or(|(known, _)| known != label) {
-            self.window = Some((label.to_string(), self.parts.auto_pause.window(plugin)));
-        }
-        let Some((_, window)) = self.window.as_mut() else {
-            return;
-        };
-        if let Some(failures) = window.record(failed) {
-            self.window = None;
-            let paused = self
-                .handle
-                .block_on(self.parts.auto_pause.pause(plugin, failures));
-            if !paused {
-                tracing::error!(
-                    plugin = label,
-                    "a folder aggregator keeps failing; it cannot be paused and goes on dead-lettering"
-                );
-            }
+        let auto_pause = &self.parts.auto_pause;
+        let tracked = auto_pause.track(
+            &mut self.window,
+            plugin.label(),
+            || Some(Arc::clone(plugin)),
+            failed,
+        );
+        if let Some(failures) = tracked
+            && !self.handle.block_on(auto_pause.pause(plugin, failures))
+        {
+            tracing::error!(
+                plugin = plugin.label(),
+                "a folder aggregator keeps failing; it cannot be paused and goes on dead-lettering"
+            );
         }
     }
 

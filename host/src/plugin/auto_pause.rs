@@ -55,6 +55,13 @@ impl FailureWindow {
     }
 }
 
+/// The recent calls of one running version of a plugin.
+#[derive(Debug)]
+pub struct Tracked {
+    label: String,
+    window: FailureWindow,
+}
+
 /// Pauses failing plugins through the store and announces it.
 pub struct AutoPause {
     store: Arc<PluginStore>,
@@ -94,6 +101,29 @@ impl AutoPause {
     /// record).
     pub fn window(&self, plugin: &Plugin) -> FailureWindow {
         FailureWindow::new(self.policy_of(plugin))
+    }
+
+    /// Counts a call of the version `label` in `slot`, starting a fresh
+    /// window (with the policy of `plugin()`) when the version changed.
+    /// Returns the failed count, and empties the slot, when the plugin must
+    /// pause.
+    pub fn track(
+        &self,
+        slot: &mut Option<Tracked>,
+        label: &str,
+        plugin: impl FnOnce() -> Option<Arc<Plugin>>,
+        failed: bool,
+    ) -> Option<usize> {
+        if slot.as_ref().is_none_or(|tracked| tracked.label != label) {
+            let plugin = plugin()?;
+            *slot = Some(Tracked {
+                label: label.to_string(),
+                window: self.window(&plugin),
+            });
+        }
+        let failures = slot.as_mut()?.window.record(failed)?;
+        *slot = None;
+        Some(failures)
     }
 
     /// Pauses a plugin that keeps failing and says so with a

@@ -47,7 +47,7 @@ use crate::exactly_once::{Loop, LoopConfig, LoopStatus, Outbox, Processor};
 use crate::kafka::{Kafka, TopicCreationError, TopicKind};
 use crate::pipeline::dlq;
 use crate::plugin::Plugin;
-use crate::plugin::auto_pause::FailureWindow;
+use crate::plugin::auto_pause::Tracked;
 use crate::plugin::supervisor::Supervisor;
 use crate::registry::Registry;
 use crate::subscribe;
@@ -157,7 +157,7 @@ struct RouteProcessor {
     totals: Arc<Mutex<BTreeMap<String, RouteCounters>>>,
     /// Recent calls of each router plugin (by name) under any route, with
     /// the version they were of, for pausing one that keeps failing.
-    windows: HashMap<String, (String, FailureWindow)>,
+    windows: HashMap<String, Option<Tracked>>,
 }
 
 impl Processor for RouteProcessor {
@@ -209,28 +209,18 @@ impl RouteProcessor {
     /// Events of its routes are then dead-lettered as `plugin-unavailable`
     /// until an admin resumes it. A folder plugin cannot be paused that way.
     fn count_call(
-        windows: &mut HashMap<String, (String, FailureWindow)>,
+        windows: &mut HashMap<String, Option<Tracked>>,
         parts: &EngineParts,
         handle: &tokio::runtime::Handle,
         call: (&str, &str, bool),
     ) {
         let (name, label, failed) = call;
-        let stale = windows.get(name).is_none_or(|(known, _)| known != label);
-        if stale {
-            let Some(plugin) = handle.block_on(parts.supervisor.running(name)) else {
-                return;
-            };
-            let window = parts.auto_pause.window(&plugin);
-            windows.insert(name.to_string(), (label.to_string(), window));
-        }
-        let Some((_, window)) = windows.get_mut(name) else {
+        let running = || handle.block_on(parts.supervisor.running(name));
+        let slot = windows.entry(name.to_string()).or_default();
+        let Some(failures) = parts.auto_pause.track(slot, label, running, failed) else {
             return;
         };
-        let Some(failures) = window.record(failed) else {
-            return;
-        };
-        windows.remove(name);
-        let Some(plugin) = handle.block_on(parts.supervisor.running(name)) else {
+        let Some(plugin) = running() else {
             return;
         };
         if !handle.block_on(parts.auto_pause.pause(&plugin, failures)) {

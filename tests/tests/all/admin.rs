@@ -376,16 +376,7 @@ async fn a_plugin_that_keeps_failing_is_paused_and_resumed_by_an_admin() {
 
     let (host, server) = store_host(&dir).await;
 
-    let mut paused_events = SseReader::connect(
-        &host.url(&format!("/v1/nouns/plugin/events?key={name}")),
-        None,
-    )
-    .await
-    .unwrap();
-    paused_events
-        .until_event("subscribed", Duration::from_secs(10))
-        .await
-        .unwrap();
+    let mut paused_events = switchyard_tests::plugin_events(&host, &name).await;
     let code = push(&server, &wasm, &dir.join("flaky.toml"), true).await;
     assert_eq!(code, ExitCode::SUCCESS);
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard_tests::{
-    SseReader, TestHost, kafka_bootstrap, post_json, test_config, unique, with_aggregation,
+    SseReader, TestHost, delete_plugin, kafka_bootstrap, plugin_events, plugin_shown, post_json,
+    push_plugin, test_config, unique, with_aggregation,
 };
 
 /// A plugin folder holding the reference aggregator only, reading from the
@@ -332,26 +333,8 @@ async fn an_aggregator_that_keeps_failing_is_paused() {
         .await
         .unwrap();
     let server = format!("http://{}", host.http);
-    let mut paused_events = SseReader::connect(
-        &host.url(&format!("/v1/nouns/plugin/events?key={name}")),
-        None,
-    )
-    .await
-    .unwrap();
-    paused_events
-        .until_event("subscribed", Duration::from_secs(10))
-        .await
-        .unwrap();
-    let pushed = switchyard::cli::run(
-        &server,
-        switchyard::cli::Action::Push {
-            wasm: &wasm,
-            manifest: &manifest,
-            activate: true,
-        },
-        switchyard::cli::Output::Json,
-    )
-    .await;
+    let mut paused_events = plugin_events(&host, &name).await;
+    let pushed = push_plugin(&server, &wasm, &manifest).await;
     assert_eq!(pushed, std::process::ExitCode::SUCCESS);
     let started = Instant::now();
     loop {
@@ -397,20 +380,9 @@ async fn an_aggregator_that_keeps_failing_is_paused() {
     let event = frame.json();
     assert_eq!(event["object"]["name"], name);
     assert_eq!(event["object"]["last_failure_class"], "invalid-output");
-    let shown: Value = reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = plugin_shown(&server, &name).await;
     assert_eq!(shown["status"], "paused", "{shown}");
-    // Paused plugins stay in the shared store; this one is the test's own.
-    let deleted = reqwest::Client::new()
-        .delete(format!("{server}/v1/admin/plugins/{name}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(deleted.status().is_success());
+    delete_plugin(&server, &name).await;
     drop(host);
     let _ = std::fs::remove_dir_all(&dir);
 }

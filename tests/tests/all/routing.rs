@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchyard::cli::{self, Output, RouteAction};
 use switchyard_tests::{
-    SseReader, TestHost, kafka_bootstrap, post_json, test_config, unique, wait_for_routing,
-    with_routing,
+    SseReader, TestHost, delete_plugin, kafka_bootstrap, plugin_events, plugin_shown, post_json,
+    push_plugin, test_config, unique, wait_for_routing, with_routing,
 };
 
 async fn start_host(cluster: &str) -> TestHost {
@@ -869,26 +869,8 @@ async fn a_router_plugin_that_keeps_failing_under_a_route_is_paused() {
         .unwrap();
     let server = format!("http://{}", host.http);
     wait_for_routing(&host, "claim", Duration::from_secs(60)).await;
-    let mut paused_events = SseReader::connect(
-        &host.url(&format!("/v1/nouns/plugin/events?key={name}")),
-        None,
-    )
-    .await
-    .unwrap();
-    paused_events
-        .until_event("subscribed", Duration::from_secs(10))
-        .await
-        .unwrap();
-    let pushed = cli::run(
-        &server,
-        cli::Action::Push {
-            wasm: &wasm,
-            manifest: &manifest,
-            activate: true,
-        },
-        Output::Json,
-    )
-    .await;
+    let mut paused_events = plugin_events(&host, &name).await;
+    let pushed = push_plugin(&server, &wasm, &manifest).await;
     assert_eq!(pushed, ExitCode::SUCCESS);
     let key = format!("{run}-1");
     let route = json!({
@@ -902,14 +884,7 @@ async fn a_router_plugin_that_keeps_failing_under_a_route_is_paused() {
     assert_eq!(status, 201, "{body}");
     // The route's plugin must be running here before events arrive.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["status"]
-        != "active"
-    {
+    while plugin_shown(&server, &name).await["status"] != "active" {
         assert!(Instant::now() < deadline, "the plugin never became active");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -942,12 +917,7 @@ async fn a_router_plugin_that_keeps_failing_under_a_route_is_paused() {
     let event = frame.json();
     assert_eq!(event["object"]["name"], name);
     assert_eq!(event["object"]["last_failure_class"], "trap");
-    let shown: Value = reqwest::get(format!("{server}/v1/admin/plugins/{name}"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = plugin_shown(&server, &name).await;
     assert_eq!(shown["status"], "paused", "{shown}");
 
     // Paused: the route's next event is dead-lettered without a call.
@@ -968,13 +938,7 @@ async fn a_router_plugin_that_keeps_failing_under_a_route_is_paused() {
         }
     }
     assert_eq!(class.as_deref(), Some("plugin-unavailable"));
-    // Paused plugins stay in the shared store; this one is the test's own.
-    let deleted = reqwest::Client::new()
-        .delete(format!("{server}/v1/admin/plugins/{name}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(deleted.status().is_success());
+    delete_plugin(&server, &name).await;
     drop(host);
     let _ = std::fs::remove_dir_all(&dir);
 }
