@@ -402,10 +402,13 @@ impl<P: Processor> ConsumerContext for RebalanceHook<P> {
             Rebalance::Assign(assigned) => {
                 *self.generation.lock().expect("generation lock") = consumer.group_metadata();
                 // Read in `read_committed` mode, this waits for a dead
-                // instance's open transaction to end (it times out), as the
-                // consumer's own fetch of the start offsets does.
+                // instance's open transaction to end, as the consumer's own
+                // fetch of the start offsets does. The broker aborts it
+                // after the transaction timeout plus its clean-up interval
+                // (10 s by default); `timeout` is half the transaction
+                // timeout, so this waits up to three transaction timeouts.
                 let mut floors = BTreeMap::new();
-                match consumer.committed_offsets((*assigned).clone(), self.timeout * 4) {
+                match consumer.committed_offsets((*assigned).clone(), self.timeout * 6) {
                     Ok(committed) => {
                         for element in committed.elements() {
                             if let Offset::Offset(offset) = element.offset() {
