@@ -21,7 +21,6 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
 };
-use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -64,24 +63,26 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> Telemetry {
             None
         }
     };
-    // Two shapes. With export, the log filter applies to the log output
-    // only, so traces do not depend on the log level. Without, the filter
-    // applies to everything: a lone per-layer filter on the registry
-    // dropped some events that its directives allow (tracing-subscriber
-    // 0.3), and there are no spans to keep from it anyway.
+    // One global filter, no per-layer filters: with tracing-subscriber 0.3,
+    // per-layer filters lost the first spans of a callsite under
+    // concurrency (a publish whose trace never reached Jaeger) and some
+    // events their directives allow. With export, the filter also lets the
+    // host's own spans through whatever the log level; log lines that pass
+    // it become events of the span they are in.
     let installed = match &provider {
         Some(provider) => tracing_subscriber::registry()
-            .with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(provider.tracer("switchyard"))
-                    .with_filter(filter_fn(|meta| {
-                        meta.is_span() && meta.target().starts_with("switchyard")
-                    })),
-            )
-            .with(fmt_layer(log).with_filter(log_filter(log)))
+            .with(Selection {
+                logs: log_filter(log),
+                host_spans: true,
+            })
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("switchyard")))
+            .with(fmt_layer(log))
             .try_init(),
         None => tracing_subscriber::registry()
-            .with(log_filter(log))
+            .with(Selection {
+                logs: log_filter(log),
+                host_spans: false,
+            })
             .with(fmt_layer(log))
             .try_init(),
     }
@@ -102,6 +103,87 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig) -> Telemetry {
         );
     }
     Telemetry { provider }
+}
+
+/// The global filter: what the log filter allows, and (when spans are
+/// exported) every span of the host's own, at any log level.
+struct Selection {
+    logs: EnvFilter,
+    host_spans: bool,
+}
+
+impl Selection {
+    fn host_span(&self, meta: &tracing::Metadata<'_>) -> bool {
+        self.host_spans && meta.is_span() && meta.target().starts_with("switchyard")
+    }
+}
+
+impl<S> Layer<S> for Selection
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if self.host_span(meta) {
+            tracing::subscriber::Interest::always()
+        } else {
+            Layer::<S>::register_callsite(&self.logs, meta)
+        }
+    }
+
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        self.host_span(meta) || Layer::<S>::enabled(&self.logs, meta, ctx)
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        let logs = Layer::<S>::max_level_hint(&self.logs);
+        if self.host_spans {
+            Some(
+                logs.map_or(tracing::level_filters::LevelFilter::TRACE, |level| {
+                    level.max(tracing::level_filters::LevelFilter::INFO)
+                }),
+            )
+        } else {
+            logs
+        }
+    }
+
+    // The log filter follows spans for directives that name them.
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.logs.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.logs.on_record(id, values, ctx);
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        self.logs.on_enter(id, ctx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        self.logs.on_exit(id, ctx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        self.logs.on_close(id, ctx);
+    }
 }
 
 /// `RUST_LOG`, else the configured filter.
