@@ -6,9 +6,9 @@
 //! `trace_id`, so a log line can be looked up in Jaeger.
 //!
 //! Traces are `tracing` spans turned into OpenTelemetry spans and exported
-//! over OTLP/gRPC. Only the host's own spans (target `switchyard…`) become
-//! OpenTelemetry spans; log events stay logs, so a busy debug log does not
-//! flood the trace store.
+//! over OTLP/gRPC. The host's own spans (target `switchyard…`) are always
+//! recorded, whatever the log level; a log line that passes the log filter
+//! inside one of them is recorded as an event of that span too.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
