@@ -143,7 +143,7 @@ pub fn dead_letter(
             .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
             .unwrap_or_default()
     };
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "dead-letter",
         otel.kind = "producer",
         messaging.system = "kafka",
@@ -826,7 +826,7 @@ fn commit(
 ) -> anyhow::Result<usize> {
     // One span for the commit, linked to every record span it commits; a
     // transaction of one trace's records also becomes part of that trace.
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "commit",
         otel.name = %format_args!("{} commit", transaction.operation),
         messaging.consumer.group.name = transaction.group,

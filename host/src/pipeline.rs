@@ -570,7 +570,7 @@ async fn dead_letter(
     reason: &str,
 ) -> Result<(), Failed> {
     let topic = ctx.kafka.config().dead_letter_topic.clone();
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "dead-letter",
         otel.kind = "producer",
         messaging.system = "kafka",

@@ -107,7 +107,7 @@ impl Publisher {
 
     /// Checks and encodes an event without writing it.
     pub fn prepare(&self, input: EventInput) -> Result<Prepared, ApiError> {
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "validate",
             noun = %input.noun,
             verb = %input.verb,
@@ -237,7 +237,7 @@ impl Publisher {
     /// Writes a prepared event and waits for the acknowledgement. The
     /// record's `traceparent` names this write's span.
     pub async fn send(&self, mut prepared: Prepared) -> Result<Published, ApiError> {
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "produce",
             otel.name = %format_args!("send {}", prepared.topic),
             otel.kind = "producer",
@@ -383,7 +383,7 @@ impl Publisher {
 /// The server span of a publish call, continuing the trace of the caller's
 /// `traceparent` (already validated into `extensions`) or starting one.
 fn publish_span(extensions: &[(String, Option<Vec<u8>>)], events: usize) -> tracing::Span {
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "publish",
         otel.kind = "server",
         events,

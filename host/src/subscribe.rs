@@ -328,7 +328,7 @@ pub async fn open(
                     // crowd out the traces that matter.
                     let span = match crate::trace_context::record_parent(message.headers()) {
                         Some(parent) => {
-                            let span = tracing::info_span!(
+                            let span = tracing::debug_span!(
                                 "deliver",
                                 otel.name = %format_args!("deliver {}", subscription.topic),
                                 otel.kind = "consumer",

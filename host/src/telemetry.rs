@@ -6,9 +6,12 @@
 //! `trace_id`, so a log line can be looked up in Jaeger.
 //!
 //! Traces are `tracing` spans turned into OpenTelemetry spans and exported
-//! over OTLP/gRPC. The host's own spans (target `switchyard…`) are always
-//! recorded, whatever the log level; a log line that passes the log filter
-//! inside one of them is recorded as an event of that span too.
+//! over OTLP/gRPC. The host's spans follow events, so they are at debug
+//! level like per-event log lines: without export they cost next to
+//! nothing unless debug logging is on. When exporting, the host's own spans
+//! (target `switchyard…`) are recorded whatever the log level; a log line
+//! that passes the log filter inside one of them is recorded as an event of
+//! that span too.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,7 +149,7 @@ where
         if self.host_spans {
             Some(
                 logs.map_or(tracing::level_filters::LevelFilter::TRACE, |level| {
-                    level.max(tracing::level_filters::LevelFilter::INFO)
+                    level.max(tracing::level_filters::LevelFilter::DEBUG)
                 }),
             )
         } else {

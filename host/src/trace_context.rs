@@ -131,7 +131,7 @@ pub fn record_span(
     message: &rdkafka::message::BorrowedMessage<'_>,
 ) -> tracing::Span {
     use rdkafka::Message;
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "process",
         otel.name = %format_args!("{operation} {}", message.topic()),
         otel.kind = "consumer",

@@ -702,7 +702,7 @@ impl Plugin {
         state: Option<&str>,
         extra_config: &[ConfigEntry],
     ) -> Result<Output, Failure> {
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "plugin",
             otel.name = %format_args!("plugin {}", self.manifest.name),
             plugin.name = %self.manifest.name,

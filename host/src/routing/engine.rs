@@ -320,7 +320,7 @@ impl RouteProcessor {
         for stored in reading {
             let route = &stored.route;
             // One span per route that reads this event, under the record's.
-            let span = tracing::info_span!(
+            let span = tracing::debug_span!(
                 "route",
                 otel.name = %format_args!("route {}", route.id),
                 route.id = %route.id,
