@@ -53,6 +53,13 @@ async fn start_host(cluster: &str, plugins: &Path) -> TestHost {
 
 /// Waits until the aggregator on this host owns partitions.
 async fn wait_assigned(host: &TestHost, cluster: &str) {
+    let group = format!("switchyard.aggregate.{cluster}.{}", plugin_name(cluster));
+    wait_group_assigned(host, &group).await;
+}
+
+/// Waits until the aggregator of consumer group `group` on this host owns
+/// partitions.
+async fn wait_group_assigned(host: &TestHost, group: &str) {
     let started = Instant::now();
     loop {
         let status: Value = reqwest::get(host.url("/v1/admin/aggregators"))
@@ -61,14 +68,12 @@ async fn wait_assigned(host: &TestHost, cluster: &str) {
             .json()
             .await
             .unwrap_or(Value::Null);
-        let group = format!("switchyard.aggregate.{cluster}.{}", plugin_name(cluster));
         let assigned = status["aggregators"]
             .as_array()
             .into_iter()
             .flatten()
             .any(|a| {
-                a["group"] == group.as_str()
-                    && a["assigned"].as_array().is_some_and(|p| !p.is_empty())
+                a["group"] == group && a["assigned"].as_array().is_some_and(|p| !p.is_empty())
             });
         if assigned {
             return;
@@ -336,31 +341,7 @@ async fn an_aggregator_that_keeps_failing_is_paused() {
     let mut paused_events = plugin_events(&host, &name).await;
     let pushed = push_plugin(&server, &wasm, &manifest).await;
     assert_eq!(pushed, std::process::ExitCode::SUCCESS);
-    let started = Instant::now();
-    loop {
-        let status: Value = reqwest::get(host.url("/v1/admin/aggregators"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        let assigned = status["aggregators"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|a| {
-                a["plugin"] == name.as_str()
-                    && a["assigned"].as_array().is_some_and(|p| !p.is_empty())
-            });
-        if assigned {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "aggregator got no partition: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_group_assigned(&host, &format!("switchyard.aggregate.{cluster}.{name}")).await;
 
     for n in 0..4 {
         let claim = format!("{cluster}-{n}");
