@@ -67,6 +67,8 @@ import runtools  # noqa: E402  (read_committed, rss)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 AGGREGATOR = "claim-appeal-aggregator"
 ROUTER = "portal-router"
+# The Wasm router that makes the native filter's decision (bench/plugins).
+FILTER_ROUTER = "status-category-router"
 STATUS_TYPE = "claim.status-changed"
 # The aggregator's summaries go to a noun of their own, as Kafka Streams'
 # go to `bench.summaries`: appended to `claim`, they would be read again by
@@ -75,17 +77,19 @@ STATUS_TYPE = "claim.status-changed"
 SUMMARY_NOUN = "appeal"
 SUMMARY_TYPE = f"{SUMMARY_NOUN}.appeal-summary-updated"
 FILTER = {"status_category_code": [{"prefix": "F"}]}
-ROUTED_SY = "bench.routed.sy"        # c and b
+ROUTED_SY = "bench.routed.sy"        # b, c and d
 ALL_SY = "bench.all.sy"              # e
-PORTAL_PREFIX = "bench.portal"       # d
+PORTAL_PREFIX = "bench.portal"       # p
 LABELS = {
     "a": "Kafka Streams: routing + aggregation",
     "b": "Switchyard: routing + aggregation",
     "c": "Switchyard: routing only, native filter",
-    "d": "Switchyard: routing only, Wasm router (portal-router)",
-    "e": "Switchyard: routing only, native, every status-changed (baseline for d)",
+    "d": "Switchyard: routing only, Wasm router with c's decision (status-category-router)",
+    "e": "Switchyard: routing only, native, every status-changed (baseline for p)",
+    "p": "Switchyard: routing only, Wasm router fanning out per provider (portal-router)",
 }
-ORDER = ["a", "c", "d", "e", "b"]
+ORDER = ["a", "c", "d", "e", "p", "b"]
+SYSTEMS = "".join(ORDER)
 
 
 def log(message):
@@ -747,6 +751,13 @@ def route_for(system, expect):
                 "source": {"nouns": ["claim"], "verbs": ["status-changed"]},
                 "filter": FILTER, "destinations": [ROUTED_SY]}
     elif system == "d":
+        # The same records to the same topic as c, decided in Wasm.
+        rid = "bench-finalized"
+        body = {"owner": "bench", "description": "finalized statuses, Wasm router",
+                "source": {"nouns": ["claim"], "verbs": ["status-changed"]},
+                "plugin": {"name": FILTER_ROUTER, "config": {"prefixes": "F", "topic": ROUTED_SY}},
+                "destinations": [ROUTED_SY]}
+    elif system == "p":
         rid = "bench-portal"
         body = {"owner": "bench", "description": "every status to its provider's topic, Wasm router",
                 "source": {"nouns": ["claim"], "verbs": ["status-changed"]},
@@ -764,7 +775,7 @@ def run_switchyard(args, ctx, system, rnd):
     broker = ctx["broker"]
     expect = ctx["expect"]
     tag = f"{system}{rnd}-{int(time.time())}"
-    plugins = {"b": [AGGREGATOR], "d": [ROUTER]}.get(system, [])
+    plugins = {"b": [AGGREGATOR], "d": [FILTER_ROUTER], "p": [ROUTER]}.get(system, [])
     folder = plugin_dir(args, f"{system}{rnd}", plugins)
     settings = host_settings(args, plugins_dir=folder, tag=tag)
     routing_group = settings["routing"]["group"]
@@ -772,10 +783,10 @@ def run_switchyard(args, ctx, system, rnd):
     agg_prefix = settings["aggregation"]["group_prefix"]
     agg_group = f"{agg_prefix}.{AGGREGATOR}"
     rid, route = route_for(system, expect)
-    if system == "d":
+    if plugins and system != "b":
         # The router's own (idle) pipeline pins its group at the end of
         # `claim` when the group is new; make it new.
-        broker.delete_groups([f"switchyard.plugin.{ROUTER}"])
+        broker.delete_groups([f"switchyard.plugin.{plugins[0]}"])
 
     # The route goes into this run's routes topic before the measured host
     # starts, through a host that does not route: the measured host then
@@ -798,7 +809,7 @@ def run_switchyard(args, ctx, system, rnd):
     outputs = {ROUTED_SY: broker.ends(ROUTED_SY), ALL_SY: broker.ends(ALL_SY),
                "switchyard.dead-letter": broker.ends("switchyard.dead-letter"),
                SUMMARY_NOUN: broker.ends(SUMMARY_NOUN)}
-    if system == "d":
+    if system == "p":
         for topic in ctx["portal_topics"]:
             outputs[topic] = broker.ends(topic)
 
@@ -856,11 +867,11 @@ def run_switchyard(args, ctx, system, rnd):
 
         # Checks (the host still runs: the state queries need it).
         checks = {}
-        if system in ("b", "c"):
+        if system in ("b", "c", "d"):
             checks["routed"] = check_routed(args, ROUTED_SY, outputs[ROUTED_SY], rid, expect["routed_records"])
         if system == "e":
             checks["routed"] = check_routed(args, ALL_SY, outputs[ALL_SY], rid, expect["status_changed_records"])
-        if system == "d":
+        if system == "p":
             per_topic_bad, total = [], 0
             for provider, count in expect["status_by_provider"].items():
                 topic = f"{PORTAL_PREFIX}.{provider}"
@@ -972,7 +983,7 @@ def setup(args, ctx):
     log(f"created {len(made)} output topics ({args.partitions} partitions each)")
     # Compile the plugins once into the cache, as any restart would find them.
     warm = Host(args, "warm-cache", host_settings(
-        args, plugins_dir=plugin_dir(args, "warm", [AGGREGATOR, ROUTER]), routing=False, aggregation=False,
+        args, plugins_dir=plugin_dir(args, "warm", [AGGREGATOR, ROUTER, FILTER_ROUTER]), routing=False, aggregation=False,
         tag="warm"))
     t0 = time.time()
     warm.start()
@@ -1102,7 +1113,7 @@ def write_report(args, ctx, results):
     tput_ba = ratio("b", "a", "events_per_second")
     mem_ba = ratio("b", "a", "peak_rss_bytes")
     tput_dc = ratio("d", "c", "events_per_second")
-    tput_de = ratio("d", "e", "events_per_second")
+    tput_pe = ratio("p", "e", "events_per_second")
     cpu_ba = ratio("b", "a", "cpu_seconds")
     expect = ctx["expect"]
     now = dt.datetime.now(dt.timezone.utc)
@@ -1154,7 +1165,7 @@ def write_report(args, ctx, results):
     w("")
     w("| Run | events/s | seconds | CPU seconds | peak RSS | broker CPU s | machine busy | other load | correct |")
     w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    for s in ["a", "b", "c", "d", "e"]:
+    for s in ORDER:
         if s not in med:
             failed = [r for r in results if r["system"] == s]
             if failed:
@@ -1197,14 +1208,15 @@ def write_report(args, ctx, results):
     if tput_dc is not None:
         w(f"| Wasm router / native filter throughput (d/c) | {tput_dc * 100:.1f} % | ≥ 85 % | "
           f"{verdict(tput_dc, 0.85)} |")
-    if tput_de is not None:
-        w(f"| Wasm router / native route of the same events (d/e), context only | {tput_de * 100:.1f} % | — | — |")
+    if tput_pe is not None:
+        w(f"| Wasm portal router fanning out / native route of the same events to one topic (p/e), "
+          f"context only | {tput_pe * 100:.1f} % | — | — |")
     if cpu_ba is not None:
         w(f"| CPU time, Switchyard / Kafka Streams (b/a), context only | {cpu_ba:.2f} | — | — |")
     w("")
     ctx["ratios"] = {"b_over_a_throughput": tput_ba, "b_over_a_peak_rss": mem_ba, "d_over_c_throughput": tput_dc,
-                     "d_over_e_throughput": tput_de, "b_over_a_cpu": cpu_ba}
-    for line in verdict_text(med, tput_ba, mem_ba, tput_dc, tput_de):
+                     "p_over_e_throughput": tput_pe, "b_over_a_cpu": cpu_ba}
+    for line in verdict_text(med, tput_ba, mem_ba, tput_dc, tput_pe):
         w(line)
     w("")
     w("## Correctness")
@@ -1216,7 +1228,7 @@ def write_report(args, ctx, results):
       f"provider id over {len(expect['status_by_provider'])} providers and "
       f"{expect['status_without_provider_id']:,} without one.")
     w("")
-    for s in ["a", "b", "c", "d", "e"]:
+    for s in ORDER:
         for r in [r for r in results if r["system"] == s]:
             w(f"- {s}, round {r.get('round')}: " + correctness_line(r))
     w("")
@@ -1228,7 +1240,7 @@ def write_report(args, ctx, results):
       f"beforehand with {args.partitions} partitions.")
     w("")
     w(f"**a. Kafka Streams** — `bench/kstreams/run.sh --bootstrap {args.bootstrap} --topic claim --expect …`: "
-      "Kafka Streams 4.1.1, `processing.guarantee=exactly_once_v2`, 1 stream thread, `commit.interval.ms=100`, "
+      f"Kafka Streams 4.1.1, `processing.guarantee=exactly_once_v2`, {args.threads} stream thread(s), `commit.interval.ms=100`, "
       "RocksDB store with its changelog, record cache off, a fresh `application.id` and state directory per "
       f"run; JVM: {java}, `JVM_OPTS='{a_runs[0].get('jvm_opts') if a_runs else ''}'` (the JVM's own "
       f"defaults), which chose `{jvm_flags}`. Outputs: routed records to `bench.routed`, one JSON summary "
@@ -1250,14 +1262,15 @@ def write_report(args, ctx, results):
         w("")
     w("The other runs differ only in the tag (each run has a fresh `routing.group`, `routing.topic` and "
       "`aggregation.group_prefix`) and the plugins folder: b holds the claim appeal aggregator "
-      "(manifest as built, plus `start = \"earliest\"`), d the portal router (plus `start = \"latest\"`: "
+      "(manifest as built, plus `start = \"earliest\"`), d the status category router and p the portal "
+      "router (each plus `start = \"latest\"`: "
       "a route can only call a router the host runs, and a folder router always runs its own pipeline "
       "too, so that pipeline is made to start at the end of `claim` and stays idle), c and e an empty "
       "folder. Defaults that matter here: `routing.commit_interval_ms = 100`, "
       "`routing.max_transaction_records = 1000`, the same two for aggregation, `routing.start = "
       "\"earliest\"`, `plugins.call_timeout_ms = 1000`, `plugins.memory_limit_bytes = 64 MiB`, "
       "`plugins.pool_instances = 256`, `log.filter = \"info\"`. The compiled-plugin cache was warmed once "
-      f"before the runs ({ctx.get('warm_seconds')} s for both plugins), so hosts load compiled code as on a "
+      f"before the runs ({ctx.get('warm_seconds')} s for the three plugins), so hosts load compiled code as on a "
       "restart; the JVM starts cold every time.")
     w("")
     w("Routes (each PUT through `PUT /v1/routes/{id}` into the run's fresh routes topic by a short-lived "
@@ -1271,7 +1284,7 @@ def write_report(args, ctx, results):
             w(f"- {r['system']}: `{json.dumps(r['route'], separators=(',', ':'))}`")
     w("")
     w("Done when: a — the application's group; b — the routing group **and** the aggregator's group "
-      "(`<group_prefix>.claim-appeal-aggregator`); c, d, e — the routing group; each at or past the end "
+      "(`<group_prefix>.claim-appeal-aggregator`); c, d, e, p — the routing group; each at or past the end "
       "offsets `claim` had before the run on every partition.")
     w("")
     w("## Per run")
@@ -1304,7 +1317,7 @@ def write_report(args, ctx, results):
     w("")
     w("## Where the CPU went (last round, CPU seconds by thread name)")
     w("")
-    for s in ["a", "b", "c", "d", "e"]:
+    for s in ORDER:
         runs = [r for r in results if r["system"] == s and r.get("threads")]
         if not runs:
             continue
@@ -1319,7 +1332,7 @@ def write_report(args, ctx, results):
     return text
 
 
-def verdict_text(med, tput_ba, mem_ba, tput_dc, tput_de):
+def verdict_text(med, tput_ba, mem_ba, tput_dc, tput_pe):
     out = []
     if tput_ba is not None:
         a, b = med["a"]["events_per_second"], med["b"]["events_per_second"]
@@ -1348,12 +1361,12 @@ def verdict_text(med, tput_ba, mem_ba, tput_dc, tput_de):
         if tput_dc < 0.85:
             line += f", by {(0.85 - tput_dc) * 100:.1f} points"
         line += "."
-        if tput_de is not None:
-            e = med["e"]["events_per_second"]
-            line += (f" Against e, which forwards the same status-changed events natively to one topic, "
-                     f"d kept {tput_de * 100:.1f} % ({e:,.0f} events/s for e); see the notes for why d and c "
-                     "differ in more than the Wasm call.")
         out.append(line)
+    if tput_pe is not None:
+        e, p = med["e"]["events_per_second"], med["p"]["events_per_second"]
+        out.append(f"- Fan-out, for context: p, the portal router sending each status to its provider's topic, "
+                   f"kept {tput_pe * 100:.1f} % of e ({p:,.0f} against {e:,.0f} events/s), which forwards the "
+                   "same events natively to one topic; see the notes for what p does besides the Wasm call.")
     return out
 
 
@@ -1374,17 +1387,21 @@ def notes_text(args, ctx, med):
         f"routing engine follows every noun topic, it also reads the summaries in `{SUMMARY_NOUN}` "
         f"(and skips them: the route reads `claim` status-changed only). The run is done "
         f"when both groups have passed the input's end offsets measured before the run.",
-        f"- **d does more than c.** As asked, d replaces the filter by the portal router, which sends "
-        f"*every* status-changed to `{PORTAL_PREFIX}.<provider id>`: {with_id:,} forwards over "
+        f"- **c and d make the same decision.** d's route has no filter; its router plugin "
+        f"(`bench/plugins/{FILTER_ROUTER}`, Rust compiled to a Wasm component) parses each status-changed "
+        "object and returns the route's destination when `status_category_code` starts with `F`, as c's "
+        f"filter does; both forward the same {expect['routed_records']:,} records to `{ROUTED_SY}`. d/c is "
+        "the cost of deciding in a sandboxed plugin instead of in the host.",
+        f"- **p does more than e.** p's portal router sends *every* status-changed to "
+        f"`{PORTAL_PREFIX}.<provider id>`: {with_id:,} forwards over "
         f"{len(expect['status_by_provider'])} topics ({len(expect['status_by_provider']) * args.partitions} "
         f"partitions) plus {expect['status_without_provider_id']:,} dead letters (no `provider.id`: the "
-        f"plugin fails on them, and each failure is logged at WARN), where c forwards "
-        f"{expect['routed_records']:,} records to one topic. d/c therefore prices the Wasm call *and* twice "
-        "the forwarding. e forwards the same status-changed events as d, natively, to a single topic; d/e "
-        "is closer to the cost of the Wasm step itself (what remains is d's many destination partitions "
-        "per transaction and its dead letters).",
+        "plugin fails on them, and each failure is logged at WARN). e forwards the same status-changed "
+        "events natively to a single topic, so p/e prices the Wasm call together with p's many destination "
+        "partitions per transaction (each commit writes a marker to every partition it touched) and its "
+        "dead letters.",
         f"- **Providers.** The generator normally gives every claim a provider of its own, which would "
-        f"make d create one topic per claim ({expect['claims']:,}). Here claims draw their provider from "
+        f"make p create one topic per claim ({expect['claims']:,}). Here claims draw their provider from "
         f"a pool of {args.providers} (`generate.py --providers {args.providers}`, a generator of its own, "
         "so every other field is what it would be without the pool), and every destination topic exists "
         "before the runs.",
@@ -1417,7 +1434,7 @@ def correctness_line(r):
     c = r.get("checks", {})
     if "routed" in c:
         x = c["routed"]
-        if r["system"] == "d":
+        if r["system"] == "p":
             parts.append(f"{x['records']:,} of {x['expected']:,} forwarded over {x['topics']} provider topics "
                          f"({x['topics_wrong']} topics off), {x['dead_lettered']:,} of "
                          f"{x['dead_letters_expected']:,} dead-lettered (no `provider.id`)")
@@ -1460,7 +1477,7 @@ def main():
     ap.add_argument("--providers", type=int, default=50,
                     help="providers the claims are spread over (d makes one topic per provider)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--systems", default="acdeb", help="which runs, in this order (default acdeb)")
+    ap.add_argument("--systems", default="acdepb", help="which runs, in this order (default acdepb)")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--settle", type=float, default=5, help="seconds of pause before each run")
     ap.add_argument("--quiet-share", type=float, default=0.25,

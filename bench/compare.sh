@@ -16,9 +16,10 @@
 #                  starting from an empty one, and leave the broker running
 #
 # Environment:
-#   SWITCHYARD_BIN  the release binary to run (default /tmp/compare/switchyard,
-#                   copied there from $SWITCHYARD_CACHE/target-bench/release/switchyard
-#                   when missing)
+#   SWITCHYARD_BIN  the release binary to run (default: built from this work
+#                   tree with cargo build --release into
+#                   $SWITCHYARD_CACHE/target-bench, then copied to
+#                   /tmp/compare/switchyard so the runs use one fixed file)
 #   PYTHON          a python with confluent-kafka and fastavro (default
 #                   /tmp/kstreams-venv/bin/python, made if missing)
 #   JVM_OPTS        options for the Kafka Streams JVM (default: none, as run.sh)
@@ -33,7 +34,9 @@ export SWITCHYARD_KAFKA_CONTROLLER_PORT=29093
 export SWITCHYARD_STACK_DIR=/tmp/compare-stack
 BOOTSTRAP="127.0.0.1:$SWITCHYARD_KAFKA_PORT"
 WORK="${COMPARE_WORK:-/tmp/compare/work}"
-BIN="${SWITCHYARD_BIN:-/tmp/compare/switchyard}"
+BIN="${SWITCHYARD_BIN:-}"
+TARGET_BENCH="$CACHE/target-bench"
+PLUGINS="$WORK/../built-plugins"
 log() { printf 'compare.sh: %s\n' "$*" >&2; }
 
 KEEP_STACK=0
@@ -46,14 +49,25 @@ for arg in "$@"; do
   esac
 done
 
-# The Switchyard binary.
-if [[ ! -x "$BIN" ]]; then
-  SRC="$CACHE/target-bench/release/switchyard"
-  [[ -x "$SRC" ]] || { log "no switchyard binary at $BIN or $SRC; build one with cargo build --release"; exit 1; }
+# The Switchyard binary and the plugins the runs use, built from this work
+# tree (quick when nothing changed).
+if [[ -z "$BIN" ]]; then
+  log "building the release binary in $TARGET_BENCH"
+  (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_BENCH" cargo build --release --locked -p switchyard --bin switchyard)
+  BIN=/tmp/compare/switchyard
   mkdir -p "$(dirname "$BIN")"
-  cp "$SRC" "$BIN"
-  log "copied $SRC to $BIN"
+  cp "$TARGET_BENCH/release/switchyard" "$BIN"
 fi
+log "building the plugins"
+(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_BENCH" cargo build --release --locked --target wasm32-wasip2 \
+  -p claim-appeal-aggregator -p portal-router -p status-category-router)
+mkdir -p "$PLUGINS"
+for manifest in "$ROOT/plugins/claim-appeal-aggregator/plugin.toml" "$ROOT/plugins/portal-router/plugin.toml" \
+  "$ROOT/bench/plugins/status-category-router/plugin.toml"; do
+  name="$(basename "$(dirname "$manifest")")"
+  cp "$manifest" "$PLUGINS/$name.toml"
+  cp "$TARGET_BENCH/wasm32-wasip2/release/${name//-/_}.wasm" "$PLUGINS/$name.wasm"
+done
 
 # Python with Confluent's client and fastavro.
 if [[ -z "${PYTHON:-}" ]]; then
@@ -97,4 +111,4 @@ BROKER_PID="$(cat "$SWITCHYARD_STACK_DIR/kafka/pid")"
 export COMPARE_COMMAND="bash bench/compare.sh${ARGS[*]+ ${ARGS[*]}}$( ((KEEP_STACK)) && echo ' --keep-stack')"
 
 "$PYTHON" "$HERE/compare.py" --bootstrap "$BOOTSTRAP" --broker-pid "$BROKER_PID" --bin "$BIN" \
-  --work "$WORK" ${ARGS[@]+"${ARGS[@]}"}
+  --plugins "$PLUGINS" --work "$WORK" ${ARGS[@]+"${ARGS[@]}"}

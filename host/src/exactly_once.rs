@@ -210,6 +210,12 @@ pub struct LoopStatus {
     pub transactions_aborted: u64,
     /// Records processed in committed transactions.
     pub records: u64,
+    /// Seconds spent committing transactions (sending the offsets and
+    /// waiting for the commit), summed; with `transactions_committed`, the
+    /// mean commit latency.
+    pub commit_seconds: f64,
+    /// The longest commit so far, in seconds.
+    pub commit_seconds_max: f64,
     /// Records not yet processed per assigned `topic:partition`, from the
     /// Kafka client's statistics (every few seconds).
     pub lag: BTreeMap<String, i64>,
@@ -376,9 +382,9 @@ impl<P: Processor> ConsumerContext for RebalanceHook<P> {
                     commit(transaction, generation.as_ref(), self.timeout)
                 };
                 match committed {
-                    Ok(records) => {
+                    Ok(done) => {
                         processor.committed();
-                        count(&self.status, Some(records));
+                        count(&self.status, Some(done));
                     }
                     Err(error) => {
                         tracing::warn!(group = %self.status.lock().expect("status lock").group, %error, "transaction aborted at a rebalance; the next owner reads its records again");
@@ -448,12 +454,14 @@ impl<P: Processor> ConsumerContext for RebalanceHook<P> {
 }
 
 /// Counts a committed (with its records) or aborted transaction.
-fn count(status: &Mutex<LoopStatus>, committed: Option<usize>) {
+fn count(status: &Mutex<LoopStatus>, committed: Option<Committed>) {
     let mut status = status.lock().expect("status lock");
     match committed {
-        Some(records) => {
+        Some(Committed { records, took }) => {
             status.transactions_committed += 1;
             status.records += records as u64;
+            status.commit_seconds += took.as_secs_f64();
+            status.commit_seconds_max = status.commit_seconds_max.max(took.as_secs_f64());
             status.last_error = None;
         }
         None => status.transactions_aborted += 1,
@@ -512,7 +520,11 @@ fn run<P: Processor>(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "2000")
         // Consumer lag for the metrics endpoint.
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "5000")
+        // A loop takes records one at a time and commits every 100 ms or
+        // so; 4 MB of prefetched records keeps it busy on a catching-up
+        // partition set and bounds the memory of each loop.
+        .set("queued.max.messages.kbytes", "4096");
     if !config.pin_latest.is_empty()
         && let Err(error) = crate::pipeline::pin_latest(&consumer_config, &config.pin_latest)
     {
@@ -617,9 +629,10 @@ fn run<P: Processor>(
                 commit(current, generation.as_ref(), timeout)
             };
             match committed {
-                Ok(records) => {
+                Ok(done) => {
+                    let records = done.records;
                     processor.lock().expect("processor lock").committed();
-                    count(status, Some(records));
+                    count(status, Some(done));
                     backoff = Duration::from_millis(200);
                     isolate_left = isolate_left.saturating_sub(records);
                     if suspect.as_ref().map(|(record, _)| record) == last_record.as_ref() {
@@ -817,13 +830,37 @@ fn retrying(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), Kafk
     }
 }
 
+/// Waits until the broker acknowledged every record of the transaction (the
+/// producer's own polling thread serves the acknowledgements), or until
+/// `timeout`.
+///
+/// rust-rdkafka's `commit_transaction` flushes first, and its flush, when
+/// anything is still in flight, polls for a fixed 100 ms before it looks
+/// again: every commit of a busy loop took 100 ms more than the broker
+/// needed (`bench/COMPARISON.md`: commits were most of the routing engine's
+/// wall time). Waiting here in short steps makes that flush find nothing
+/// left to do.
+fn wait_delivered(producer: &ThreadedProducer<DefaultProducerContext>, timeout: Duration) {
+    let started = Instant::now();
+    while producer.in_flight_count() > 0 && started.elapsed() < timeout {
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// A committed transaction: its records, and how long the commit took.
+struct Committed {
+    records: usize,
+    took: Duration,
+}
+
 /// Commits the open transaction with its offsets, in the name of the group
-/// generation the partitions were assigned in; returns its record count.
+/// generation the partitions were assigned in; returns its record count
+/// and how long the commit took.
 fn commit(
     transaction: &mut Transaction,
     generation: Option<&ConsumerGroupMetadata>,
     timeout: Duration,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Committed> {
     // One span for the commit, linked to every record span it commits; a
     // transaction of one trace's records also becomes part of that trace.
     let span = tracing::debug_span!(
@@ -847,11 +884,15 @@ fn commit(
         span.add_link(link);
     }
     let _entered = span.enter();
+    let started = Instant::now();
     let committed = commit_unspanned(transaction, generation, timeout);
     if committed.is_err() {
         span.record("otel.status_code", "ERROR");
     }
-    committed
+    committed.map(|records| Committed {
+        records,
+        took: started.elapsed(),
+    })
 }
 
 fn commit_unspanned(
@@ -863,6 +904,7 @@ fn commit_unspanned(
     for ((topic, partition), next) in &transaction.next {
         offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
     }
+    let started = Instant::now();
     if offsets.count() > 0 {
         let metadata = generation
             .ok_or_else(|| anyhow::anyhow!("no partitions are assigned to this instance now"))?;
@@ -875,8 +917,18 @@ fn commit_unspanned(
     // A commit that timed out goes on in the background and may still
     // succeed: aborting it then and reading the records again would write
     // them twice, so a retriable failure is retried, never abandoned.
+    let offsets_sent = started.elapsed();
+    wait_delivered(&transaction.producer, timeout);
     retrying(|| transaction.producer.commit_transaction(timeout))?;
-    tracing::debug!(group = transaction.group, first = ?transaction.first, next = ?transaction.next, records = transaction.records, "transaction committed");
+    tracing::debug!(
+        group = transaction.group,
+        first = ?transaction.first,
+        next = ?transaction.next,
+        records = transaction.records,
+        offsets_ms = offsets_sent.as_millis() as u64,
+        commit_ms = (started.elapsed() - offsets_sent).as_millis() as u64,
+        "transaction committed"
+    );
     transaction.open = false;
     transaction.first.clear();
     transaction.next.clear();

@@ -333,6 +333,48 @@ fn routing_and_aggregation(out: &mut Exposition, app: &Arc<App>) {
     }
 
     out.family(
+        "switchyard_transactions_total",
+        "counter",
+        "Kafka transactions of each exactly-once loop on this instance, by outcome (`committed`, `aborted`: their records are read again).",
+    );
+    for (consumer, status) in &statuses {
+        for (outcome, value) in [
+            ("committed", status.transactions_committed),
+            ("aborted", status.transactions_aborted),
+        ] {
+            out.sample(
+                "switchyard_transactions_total",
+                &[("consumer", consumer), ("outcome", outcome)],
+                value,
+            );
+        }
+    }
+    out.family(
+        "switchyard_transaction_commit_seconds_total",
+        "counter",
+        "Seconds each exactly-once loop spent committing (offsets and commit), summed; divided by the committed transactions, the mean commit latency.",
+    );
+    for (consumer, status) in &statuses {
+        out.sample(
+            "switchyard_transaction_commit_seconds_total",
+            &[("consumer", consumer)],
+            status.commit_seconds,
+        );
+    }
+    out.family(
+        "switchyard_transaction_commit_seconds_max",
+        "gauge",
+        "The longest commit of each exactly-once loop since it started, in seconds.",
+    );
+    for (consumer, status) in &statuses {
+        out.sample(
+            "switchyard_transaction_commit_seconds_max",
+            &[("consumer", consumer)],
+            status.commit_seconds_max,
+        );
+    }
+
+    out.family(
         "switchyard_route_lag",
         "gauge",
         "Records of a route's source topics not yet processed by this instance.",

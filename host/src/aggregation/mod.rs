@@ -41,6 +41,7 @@ use std::time::Duration;
 
 use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use self::state::{Entry, PartitionStore};
@@ -119,6 +120,8 @@ impl Aggregator {
             total.assigned.extend(status.assigned);
             total.transactions_committed += status.transactions_committed;
             total.transactions_aborted += status.transactions_aborted;
+            total.commit_seconds += status.commit_seconds;
+            total.commit_seconds_max = total.commit_seconds_max.max(status.commit_seconds_max);
             total.records += status.records;
             total.lag.extend(status.lag);
             total.last_error = total.last_error.or(status.last_error);
@@ -363,7 +366,7 @@ impl Processor for AggregateProcessor {
                     tracing::info!(
                         group = self.group,
                         partition,
-                        entries = store.entries.len(),
+                        entries = store.len(),
                         "state restored"
                     );
                     self.stores
@@ -453,8 +456,8 @@ impl Processor for AggregateProcessor {
             // A store another loop restored since is already right.
             if let Some(store) = stores.get_mut(&partition).filter(|s| s.owner == loop_id) {
                 match before {
-                    Some(entry) => store.entries.insert(key, entry),
-                    None => store.entries.remove(&key),
+                    Some(entry) => store.insert(key, entry),
+                    None => store.remove(&key),
                 };
             }
         }
@@ -539,7 +542,7 @@ impl AggregateProcessor {
                 return Ok(());
             };
             let lookup = slot.replaces.as_ref().unwrap_or(&slot.store_key);
-            let current = store.entries.get(lookup).map(|e| e.state.clone());
+            let current = store.get(lookup).map(|e| e.state.clone());
             (slot, current)
         };
         let event = crate::pipeline::plugin_event(message, &delivered);
@@ -558,7 +561,7 @@ impl AggregateProcessor {
         self.call = Some(true);
         let (new_state, emitted) = match plugin.call_configured(
             &event,
-            current.as_deref(),
+            current.as_deref().map(RawValue::get),
             &window_config,
         ) {
             Ok(Output::Aggregate { state, events }) => (state, events),
@@ -582,18 +585,20 @@ impl AggregateProcessor {
                 );
             }
         };
-        if let Some(state) = &new_state
-            && serde_json::from_str::<serde_json::Value>(state).is_err()
-        {
-            plugin.stats().record_refused_output();
-            return self.dead_letter(
-                &plugin,
-                message,
-                outbox,
-                "invalid-output",
-                "the new state is not JSON",
-            );
-        }
+        // Checked once here; the store and the changelog keep it as it is.
+        let new_state = match new_state.map(RawValue::from_string).transpose() {
+            Ok(state) => state,
+            Err(_) => {
+                plugin.stats().record_refused_output();
+                return self.dead_letter(
+                    &plugin,
+                    message,
+                    outbox,
+                    "invalid-output",
+                    "the new state is not JSON",
+                );
+            }
+        };
         // Every output must be valid before anything is written.
         let mut prepared = Vec::with_capacity(emitted.len());
         for (index, out) in emitted.into_iter().enumerate() {
@@ -706,8 +711,8 @@ impl AggregateProcessor {
             .filter(|s| s.owner == self.loop_id)
             .ok_or_else(|| anyhow::anyhow!("partition {partition} is not owned by this loop"))?;
         let before = match entry {
-            Some(entry) => store.entries.insert(store_key.to_string(), entry),
-            None => store.entries.remove(store_key),
+            Some(entry) => store.insert(store_key.to_string(), entry),
+            None => store.remove(store_key),
         };
         self.undo.push((partition, store_key.to_string(), before));
         Ok(())

@@ -77,8 +77,7 @@ pub async fn state_of(
     if let Some(running) = app.aggregators.get(plugin) {
         let stores = running.stores.lock().expect("stores lock");
         if let Some(store) = stores.get(&partition) {
-            let mut states: Vec<&super::state::Entry> =
-                store.entries.values().filter(|e| e.key == key).collect();
+            let mut states: Vec<&super::state::Entry> = store.entries_of(key).collect();
             if states.is_empty() {
                 return Err(ApiError::new(
                     Code::NotFound,
@@ -90,7 +89,7 @@ pub async fn state_of(
                 .into_iter()
                 .map(|e| {
                     json!({
-                        "state": serde_json::from_str::<Value>(&e.state).unwrap_or(Value::Null),
+                        "state": serde_json::from_str::<Value>(e.state.get()).unwrap_or(Value::Null),
                         "last_event_ms": e.last_event_ms,
                         "window_start_ms": e.window_start_ms,
                         "window_end_ms": e.window_end_ms,

@@ -9,39 +9,127 @@
 //! partition) decides when windows close and idle entries expire, so the
 //! outcome depends on the events only, not on when they are processed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use crate::plugin::manifest::{AggregateSettings, WindowKind};
 
 /// One entry as kept in memory and in the changelog.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// In the changelog an entry is a JSON object whose `value` is the plugin's
+/// state as it is (not a string holding it, which would have to be escaped
+/// on every write); entries written by earlier versions hold the state as
+/// text in `state`, and are still read.
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// The event key.
     pub key: String,
-    /// The plugin's state, JSON text.
-    pub state: String,
+    /// The plugin's state, checked to be JSON when the plugin returned it.
+    pub state: Box<RawValue>,
     /// Largest event time folded into it, Unix milliseconds.
     pub last_event_ms: i64,
     /// Window start, with windows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_start_ms: Option<i64>,
     /// Window end (exclusive for tumbling; last event for sessions).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_end_ms: Option<i64>,
 }
 
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.key == other.key
+            && self.state.get() == other.state.get()
+            && self.last_event_ms == other.last_event_ms
+            && self.window_start_ms == other.window_start_ms
+            && self.window_end_ms == other.window_end_ms
+    }
+}
+
+/// An entry as written to the changelog.
+#[derive(Serialize)]
+struct StoredOut<'a> {
+    key: &'a str,
+    value: &'a RawValue,
+    last_event_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_start_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_end_ms: Option<i64>,
+}
+
+/// An entry as read from the changelog, in either layout.
+#[derive(Deserialize)]
+struct StoredIn {
+    key: String,
+    #[serde(default)]
+    value: Option<Box<RawValue>>,
+    /// The earlier layout: the state as JSON text.
+    #[serde(default)]
+    state: Option<String>,
+    last_event_ms: i64,
+    #[serde(default)]
+    window_start_ms: Option<i64>,
+    #[serde(default)]
+    window_end_ms: Option<i64>,
+}
+
+impl Serialize for Entry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        StoredOut {
+            key: &self.key,
+            value: &self.state,
+            last_event_ms: self.last_event_ms,
+            window_start_ms: self.window_start_ms,
+            window_end_ms: self.window_end_ms,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Entry, D::Error> {
+        use serde::de::Error;
+        let stored = StoredIn::deserialize(deserializer)?;
+        let state = match (stored.value, stored.state) {
+            (Some(value), _) => value,
+            (None, Some(text)) => RawValue::from_string(text)
+                .map_err(|e| D::Error::custom(format!("`state` is not JSON text: {e}")))?,
+            (None, None) => return Err(D::Error::missing_field("value")),
+        };
+        Ok(Entry {
+            key: stored.key,
+            state,
+            last_event_ms: stored.last_event_ms,
+            window_start_ms: stored.window_start_ms,
+            window_end_ms: stored.window_end_ms,
+        })
+    }
+}
+
 /// The state of one partition.
+///
+/// Entries are indexed so that neither expiry nor finding a key's windows
+/// scans the partition: expiry takes entries from the front of an ordered
+/// index for as long as they are due, and windows are listed per key.
 #[derive(Debug, Default)]
 pub struct PartitionStore {
     /// Entries by store key.
-    pub entries: HashMap<String, Entry>,
+    entries: HashMap<String, Entry>,
+    /// `(window end, store key)` of every windowed entry: closed windows
+    /// are at the front.
+    by_window_end: BTreeSet<(i64, String)>,
+    /// Store keys of the windowed entries of each event key.
+    windows_of: HashMap<String, BTreeSet<String>>,
+    /// `(last event time, store key)` of every entry, kept only while an
+    /// idle time-to-live is set (built by the first [`Self::expired`] that
+    /// sees one): idle entries are at the front.
+    by_last_event: Option<BTreeSet<(i64, String)>>,
     /// Largest event time seen, Unix milliseconds.
     pub stream_time_ms: i64,
     /// The loop (of this instance's loops for the aggregator) that owns
@@ -103,9 +191,7 @@ impl PartitionStore {
                 // is near. (An out-of-order event that would bridge two
                 // sessions joins the nearer one; sessions are not merged.)
                 let near = self
-                    .entries
-                    .iter()
-                    .filter(|(_, e)| e.key == key)
+                    .windows(key)
                     .filter_map(|(k, e)| Some((k, e.window_start_ms?, e.window_end_ms?)))
                     .filter(|(_, start, end)| time_ms >= start - gap && time_ms <= end + gap)
                     .min_by_key(|(_, start, end)| {
@@ -141,24 +227,111 @@ impl PartitionStore {
     }
 
     /// Store keys whose window closed (end + grace passed) or that stayed
-    /// idle past the time-to-live, at the current stream time.
-    pub fn expired(&self, settings: &AggregateSettings) -> Vec<String> {
+    /// idle past the time-to-live, at the current stream time. Costs the
+    /// number of expired entries, not the size of the store.
+    pub fn expired(&mut self, settings: &AggregateSettings) -> Vec<String> {
         let now = self.stream_time_ms;
         let grace = settings.grace_ms as i64;
         let ttl = settings.idle_ttl_ms as i64;
+        let mut expired = Vec::new();
+        let window_after = match settings.window {
+            WindowKind::None => None,
+            WindowKind::Tumbling => Some(grace),
+            WindowKind::Session => Some(settings.gap_ms as i64 + grace),
+        };
+        if let Some(after) = window_after {
+            expired.extend(
+                self.by_window_end
+                    .iter()
+                    .take_while(|(end, _)| end + after <= now)
+                    .map(|(_, key)| key.clone()),
+            );
+        }
+        if ttl > 0 {
+            let index = self.by_last_event.get_or_insert_with(|| {
+                self.entries
+                    .iter()
+                    .map(|(key, entry)| (entry.last_event_ms, key.clone()))
+                    .collect()
+            });
+            for (_, key) in index.iter().take_while(|(last, _)| last + ttl <= now) {
+                if !expired.contains(key) {
+                    expired.push(key.clone());
+                }
+            }
+        } else {
+            // No time-to-live (any more): no index to keep up.
+            self.by_last_event = None;
+        }
+        expired
+    }
+
+    /// The entry under a store key.
+    pub fn get(&self, store_key: &str) -> Option<&Entry> {
+        self.entries.get(store_key)
+    }
+
+    /// How many entries the partition holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the partition holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries of an event key: its unwindowed entry, or its windows.
+    pub fn entries_of<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
         self.entries
-            .iter()
-            .filter(|(_, entry)| {
-                let window_closed = match (settings.window, entry.window_end_ms) {
-                    (WindowKind::Tumbling, Some(end)) => end + grace <= now,
-                    (WindowKind::Session, Some(end)) => end + settings.gap_ms as i64 + grace <= now,
-                    _ => false,
-                };
-                let idle = ttl > 0 && entry.last_event_ms + ttl <= now;
-                window_closed || idle
-            })
-            .map(|(key, _)| key.clone())
-            .collect()
+            .get(key)
+            .filter(|entry| entry.key == key)
+            .into_iter()
+            .chain(self.windows(key).map(|(_, entry)| entry))
+    }
+
+    /// The windowed entries of an event key, with their store keys.
+    fn windows<'a>(&'a self, key: &str) -> impl Iterator<Item = (&'a String, &'a Entry)> + 'a {
+        self.windows_of
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|store_key| self.entries.get_key_value(store_key))
+    }
+
+    /// Puts an entry under a store key, returning the one it replaces.
+    pub fn insert(&mut self, store_key: String, entry: Entry) -> Option<Entry> {
+        let before = self.remove(&store_key);
+        if let Some(end) = entry.window_end_ms {
+            self.by_window_end.insert((end, store_key.clone()));
+            self.windows_of
+                .entry(entry.key.clone())
+                .or_default()
+                .insert(store_key.clone());
+        }
+        if let Some(index) = &mut self.by_last_event {
+            index.insert((entry.last_event_ms, store_key.clone()));
+        }
+        self.entries.insert(store_key, entry);
+        before
+    }
+
+    /// Removes the entry under a store key, returning it.
+    pub fn remove(&mut self, store_key: &str) -> Option<Entry> {
+        let (store_key, entry) = self.entries.remove_entry(store_key)?;
+        if let Some(end) = entry.window_end_ms {
+            self.by_window_end.remove(&(end, store_key.clone()));
+            if let Some(windows) = self.windows_of.get_mut(&entry.key) {
+                windows.remove(&store_key);
+                if windows.is_empty() {
+                    self.windows_of.remove(&entry.key);
+                }
+            }
+        }
+        if let Some(index) = &mut self.by_last_event {
+            index.remove(&(entry.last_event_ms, store_key));
+        }
+        Some(entry)
     }
 }
 
@@ -206,7 +379,7 @@ pub fn restore(
         };
         match message.payload() {
             None => {
-                store.entries.remove(key);
+                store.remove(key);
             }
             Some(value) => {
                 let entry: Entry = serde_json::from_slice(value).with_context(|| {
@@ -216,7 +389,7 @@ pub fn restore(
                     )
                 })?;
                 store.stream_time_ms = store.stream_time_ms.max(entry.last_event_ms);
-                store.entries.insert(key.to_string(), entry);
+                store.insert(key.to_string(), entry);
             }
         }
     }
@@ -230,11 +403,38 @@ mod tests {
     fn entry(key: &str, start: i64, end: i64) -> Entry {
         Entry {
             key: key.to_string(),
-            state: "{}".to_string(),
+            state: RawValue::from_string("{}".to_string()).unwrap(),
             last_event_ms: end,
             window_start_ms: Some(start),
             window_end_ms: Some(end),
         }
+    }
+
+    #[test]
+    fn entries_keep_the_state_as_json_and_read_the_earlier_layout() {
+        let entry = Entry {
+            key: "c1".to_string(),
+            state: RawValue::from_string(r#"{"n":1,"s":"a\"b"}"#.to_string()).unwrap(),
+            last_event_ms: 7,
+            window_start_ms: None,
+            window_end_ms: None,
+        };
+        let text = serde_json::to_string(&entry).unwrap();
+        assert_eq!(
+            text,
+            r#"{"key":"c1","value":{"n":1,"s":"a\"b"},"last_event_ms":7}"#
+        );
+        assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), entry);
+        let earlier = r#"{"key":"c1","state":"{\"n\":1,\"s\":\"a\\\"b\"}","last_event_ms":7}"#;
+        assert_eq!(serde_json::from_str::<Entry>(earlier).unwrap(), entry);
+        // A state that is itself a JSON string stays one.
+        let string_state = Entry {
+            state: RawValue::from_string(r#""text""#.to_string()).unwrap(),
+            ..entry
+        };
+        let text = serde_json::to_string(&string_state).unwrap();
+        assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), string_state);
+        assert!(serde_json::from_str::<Entry>(r#"{"key":"c1","last_event_ms":7}"#).is_err());
     }
 
     #[test]
@@ -253,10 +453,16 @@ mod tests {
         assert!(store.slot(&settings, "c1", 2_999).is_some(), "within grace");
         store.stream_time_ms = 3_500;
         assert!(store.slot(&settings, "c1", 2_999).is_none(), "late");
-        store
-            .entries
-            .insert("c1@2000".to_string(), entry("c1", 2000, 3000));
+        store.insert("c1@2000".to_string(), entry("c1", 2000, 3000));
+        store.insert("c1@3000".to_string(), entry("c1", 3000, 4000));
         assert_eq!(store.expired(&settings), vec!["c1@2000".to_string()]);
+        store.remove("c1@2000");
+        assert!(
+            store.expired(&settings).is_empty(),
+            "removed from the index"
+        );
+        store.stream_time_ms = 4_500;
+        assert_eq!(store.expired(&settings), vec!["c1@3000".to_string()]);
     }
 
     #[test]
@@ -267,9 +473,8 @@ mod tests {
             ..AggregateSettings::default()
         };
         let mut store = PartitionStore::default();
-        store
-            .entries
-            .insert("c1@1000".to_string(), entry("c1", 1000, 1050));
+        store.insert("c1@1000".to_string(), entry("c1", 1000, 1050));
+        store.insert("c2@1500".to_string(), entry("c2", 1500, 1550));
         let later = store.slot(&settings, "c1", 1_120).unwrap();
         assert_eq!(later.store_key, "c1@1000");
         assert_eq!(later.window, Some((1000, 1120)));
@@ -290,20 +495,30 @@ mod tests {
             idle_ttl_ms: 1000,
             ..AggregateSettings::default()
         };
+        let idle = |key: &str, last_event_ms| Entry {
+            key: key.to_string(),
+            state: RawValue::from_string("{}".to_string()).unwrap(),
+            last_event_ms,
+            window_start_ms: None,
+            window_end_ms: None,
+        };
         let mut store = PartitionStore::default();
-        store.entries.insert(
-            "c1".to_string(),
-            Entry {
-                key: "c1".to_string(),
-                state: "{}".to_string(),
-                last_event_ms: 5_000,
-                window_start_ms: None,
-                window_end_ms: None,
-            },
-        );
+        // Entries from before the index exists are found too.
+        store.insert("c1".to_string(), idle("c1", 5_000));
         store.stream_time_ms = 5_999;
         assert!(store.expired(&settings).is_empty());
+        store.insert("c2".to_string(), idle("c2", 5_500));
         store.stream_time_ms = 6_000;
         assert_eq!(store.expired(&settings), vec!["c1".to_string()]);
+        // A newer event for c1 moves it back in the index.
+        store.insert("c1".to_string(), idle("c1", 6_000));
+        assert!(store.expired(&settings).is_empty());
+        store.stream_time_ms = 7_000;
+        assert_eq!(
+            store.expired(&settings),
+            vec!["c2".to_string(), "c1".to_string()]
+        );
+        assert_eq!(store.entries_of("c1").count(), 1);
+        assert_eq!(store.len(), 2);
     }
 }

@@ -27,9 +27,11 @@
 //! a route existed are not routed by it when the group was already past
 //! them.
 //!
-//! Known limit: a router plugin that keeps failing is not paused by the
-//! routing engine (its failures go to the dead-letter topic and count in
-//! its metrics); pause it through the plugin admin API.
+//! A router plugin that keeps failing under routes is paused through the
+//! plugin store, like a pipeline (see [`crate::plugin::auto_pause`]); its
+//! routes then dead-letter as `plugin-unavailable` until an admin resumes
+//! it. Known limit: a plugin loaded from the plugins folder cannot be
+//! paused that way and keeps dead-lettering.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,6 @@
 //! natively.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 /// One status as reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,30 +87,91 @@ impl Summary {
         self.reconsiderations += 1;
     }
 
-    /// The `claim.appeal-summary-updated` object.
-    pub fn to_object(&self) -> Value {
-        let current = self
-            .history
-            .last()
-            .map(|s| json!({"category": s.category, "code": s.code, "since": s.reported_at}));
-        json!({
-            "claim_id": self.claim_id,
-            "provider_id": self.provider_id,
-            "current_status": current,
-            "history": self.history.iter().map(|s| json!({
-                "category": s.category,
-                "code": s.code,
-                "reported_at": s.reported_at,
-                "effective_date": s.effective_date,
-            })).collect::<Vec<_>>(),
-            "time_in_status": self.millis_in_status.iter().map(|(status, millis)| json!({
-                "status": status,
-                "millis": millis,
-            })).collect::<Vec<_>>(),
-            "status_changes": self.history.len(),
-            "reconsiderations": self.reconsiderations,
-        })
+    /// The `claim.appeal-summary-updated` object: a view that serializes
+    /// straight from the summary, without building a JSON tree first.
+    pub fn to_object(&self) -> SummaryObject<'_> {
+        SummaryObject {
+            claim_id: &self.claim_id,
+            provider_id: self.provider_id.as_deref(),
+            current_status: self.history.last().map(|s| CurrentStatus {
+                category: &s.category,
+                code: &s.code,
+                since: &s.reported_at,
+            }),
+            history: self
+                .history
+                .iter()
+                .map(|s| HistoryItem {
+                    category: &s.category,
+                    code: &s.code,
+                    reported_at: &s.reported_at,
+                    effective_date: s.effective_date.as_deref(),
+                })
+                .collect(),
+            time_in_status: self
+                .millis_in_status
+                .iter()
+                .map(|(status, millis)| TimeInStatus {
+                    status,
+                    millis: *millis,
+                })
+                .collect(),
+            status_changes: self.history.len(),
+            reconsiderations: self.reconsiderations,
+        }
     }
+}
+
+/// The `claim.appeal-summary-updated` object, borrowed from a [`Summary`].
+#[derive(Debug, Serialize)]
+pub struct SummaryObject<'a> {
+    /// The claim.
+    pub claim_id: &'a str,
+    /// Its provider, once known.
+    pub provider_id: Option<&'a str>,
+    /// The latest status, if any.
+    pub current_status: Option<CurrentStatus<'a>>,
+    /// Every status, oldest first.
+    pub history: Vec<HistoryItem<'a>>,
+    /// Time spent in each status left so far.
+    pub time_in_status: Vec<TimeInStatus<'a>>,
+    /// How many statuses were reported.
+    pub status_changes: usize,
+    /// How many reconsiderations were requested.
+    pub reconsiderations: u32,
+}
+
+/// The latest status of a summary.
+#[derive(Debug, Serialize)]
+pub struct CurrentStatus<'a> {
+    /// X12 status category code.
+    pub category: &'a str,
+    /// X12 status code.
+    pub code: &'a str,
+    /// When it was reported.
+    pub since: &'a str,
+}
+
+/// One status of the history.
+#[derive(Debug, Serialize)]
+pub struct HistoryItem<'a> {
+    /// X12 status category code.
+    pub category: &'a str,
+    /// X12 status code.
+    pub code: &'a str,
+    /// When it was reported.
+    pub reported_at: &'a str,
+    /// The status's effective date, when the source gave one.
+    pub effective_date: Option<&'a str>,
+}
+
+/// Time spent in one status.
+#[derive(Debug, Serialize)]
+pub struct TimeInStatus<'a> {
+    /// `<category>:<code>`.
+    pub status: &'a str,
+    /// Milliseconds.
+    pub millis: i64,
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` into milliseconds
@@ -222,7 +282,11 @@ mod tests {
         );
         summary.record_reconsideration("C1", "1666666661", "e3");
         summary.record_status("C1", None, report("F0", "3", "2026-01-03T01:00:00Z", "e4"));
-        let object = summary.to_object();
+        let object = serde_json::to_value(summary.to_object()).unwrap();
+        assert_eq!(
+            object["history"][1],
+            serde_json::json!({"category": "P3", "code": "317", "reported_at": "2026-01-01T01:00:00Z", "effective_date": null})
+        );
         assert_eq!(object["current_status"]["category"], "F0");
         assert_eq!(object["status_changes"], 3);
         assert_eq!(object["reconsiderations"], 1);
