@@ -232,6 +232,12 @@ pub struct RoutingConfig {
     /// Most routes the cluster may hold; every instance keeps them all in
     /// memory and evaluates each enabled one per event. Default 10000.
     pub max_routes: usize,
+    /// Nouns whose topics the engine reads. Default empty: every noun of
+    /// the schema catalog. A deployment whose routes read a few nouns lists
+    /// them, so the engine does not fetch and skip the events of the others
+    /// (an aggregator's output noun, say); a route on a noun not listed is
+    /// refused, since it would never see an event.
+    pub nouns: Vec<String>,
 }
 
 /// Aggregation settings.
@@ -296,6 +302,7 @@ impl Default for RoutingConfig {
             max_transaction_records: 1_000,
             transaction_timeout_ms: 10_000,
             max_routes: 10_000,
+            nouns: Vec::new(),
         }
     }
 }
@@ -491,6 +498,10 @@ impl Config {
         })?;
         crate::nvo::check_topic(&self.registry.topic)
             .map_err(|error| anyhow::anyhow!("config key `registry.topic`: {}", error.detail))?;
+        for noun in &self.routing.nouns {
+            crate::nvo::Noun::parse(noun)
+                .map_err(|error| anyhow::anyhow!("config key `routing.nouns`: {}", error.detail))?;
+        }
         if let Some(url) = &self.registry.external_url
             && !url.starts_with("http://")
         {

@@ -848,6 +848,7 @@ fn wait_delivered(producer: &ThreadedProducer<DefaultProducerContext>, timeout: 
 }
 
 /// A committed transaction: its records, and how long the commit took.
+#[derive(Debug, Clone, Copy)]
 struct Committed {
     records: usize,
     took: Duration,

@@ -112,6 +112,16 @@ pub struct App {
 }
 
 impl App {
+    /// The nouns whose topics the routing engine reads: `routing.nouns`,
+    /// or every noun of the catalog when that is empty.
+    pub fn routed_nouns(&self) -> Vec<String> {
+        if self.config.routing.nouns.is_empty() {
+            self.catalog.nouns().map(str::to_string).collect()
+        } else {
+            self.config.routing.nouns.clone()
+        }
+    }
+
     /// Connects to Kafka, loads the registry and the schemas, creates the
     /// topics and loads the plugins.
     pub async fn start(config: Config) -> anyhow::Result<Arc<App>> {
@@ -141,6 +151,14 @@ impl App {
             Arc::new(Catalog::load(&config.registry.schemas_dir, Arc::clone(&registry)).await?);
         for noun in catalog.nouns() {
             kafka.ensure_topic(noun, TopicKind::Events).await?;
+        }
+        for noun in &config.routing.nouns {
+            if !catalog.has_noun(noun) {
+                anyhow::bail!(
+                    "config key `routing.nouns` names `{noun}`, which has no schema in `{}`; add its schemas or remove it",
+                    config.registry.schemas_dir.display()
+                );
+            }
         }
         kafka
             .ensure_topic(&config.kafka.dead_letter_topic, TopicKind::Events)
@@ -397,7 +415,7 @@ impl Bound {
                     supervisor: Arc::clone(&app.supervisor),
                     auto_pause: Arc::clone(&app.auto_pause),
                     config: app.config.routing.clone(),
-                    nouns: app.catalog.nouns().map(str::to_string).collect(),
+                    nouns: app.routed_nouns(),
                 },
                 shutdown_rx.clone(),
             );

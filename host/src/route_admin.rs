@@ -78,6 +78,7 @@ pub async fn set_route(
         .with_field("id"));
     }
     route.validate()?;
+    check_followed(app, &route)?;
     if let Some(plugin) = &route.plugin {
         check_router_plugin(app, &plugin.name)?;
     }
@@ -329,6 +330,30 @@ pub fn parse_route(value: Value) -> Result<Route, ApiError> {
             problem.with_field(path)
         }
     })
+}
+
+/// Refuses a route that reads none of the nouns the routing engine follows
+/// (`routing.nouns`, when set): it would never see an event.
+fn check_followed(app: &App, route: &Route) -> Result<(), ApiError> {
+    if app.config.routing.nouns.is_empty() {
+        return Ok(());
+    }
+    let followed = app.routed_nouns();
+    if followed.iter().any(|noun| route.reads_noun(noun)) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        Code::InvalidRoute,
+        format!(
+            "the routing engine reads only the nouns {} (config key `routing.nouns`), and this route reads none of them; change `source.nouns` or add its noun to `routing.nouns`",
+            followed
+                .iter()
+                .map(|noun| format!("`{noun}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .with_field("source.nouns"))
 }
 
 /// Answers a dry-run request.

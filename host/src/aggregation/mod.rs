@@ -586,18 +586,15 @@ impl AggregateProcessor {
             }
         };
         // Checked once here; the store and the changelog keep it as it is.
-        let new_state = match new_state.map(RawValue::from_string).transpose() {
-            Ok(state) => state,
-            Err(_) => {
-                plugin.stats().record_refused_output();
-                return self.dead_letter(
-                    &plugin,
-                    message,
-                    outbox,
-                    "invalid-output",
-                    "the new state is not JSON",
-                );
-            }
+        let Ok(new_state) = new_state.map(RawValue::from_string).transpose() else {
+            plugin.stats().record_refused_output();
+            return self.dead_letter(
+                &plugin,
+                message,
+                outbox,
+                "invalid-output",
+                "the new state is not JSON",
+            );
         };
         // Every output must be valid before anything is written.
         let mut prepared = Vec::with_capacity(emitted.len());

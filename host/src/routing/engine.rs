@@ -21,7 +21,9 @@
 //!
 //! The engine reads the topics of the nouns in the schema catalog (the
 //! only ones this host publishes to; a new noun comes with its schemas
-//! and a restart). A new
+//! and a restart), or only those of `routing.nouns` when it is set: an
+//! engine that follows every noun also fetches, and skips, the events no
+//! route reads, such as an aggregator's output noun. A new
 //! group starts from the beginning of each topic (`routing.start`), so a
 //! route can be set before its nouns' events arrive; events written before
 //! a route existed are not routed by it when the group was already past

@@ -942,3 +942,60 @@ async fn a_router_plugin_that_keeps_failing_under_a_route_is_paused() {
     drop(host);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `routing.nouns` narrows what the engine reads: only those topics are
+/// assigned to it, a route on another noun is refused with the field to
+/// fix, and a noun without schemas stops the host at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_reads_only_the_configured_nouns() {
+    let cluster = unique("nouns");
+    let mut config = with_routing(test_config(&kafka_bootstrap()), &cluster);
+    config.routing.nouns = vec!["claim".to_string()];
+    let host = tokio::task::spawn_blocking(move || TestHost::start(config).expect("host starts"))
+        .await
+        .unwrap();
+
+    let (status, body) = put_route(
+        &host,
+        "edi-copy",
+        &json!({"owner": "t", "source": {"nouns": ["edi"]}, "destinations": ["edi.copy"]}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "invalid-route", "{body}");
+    assert_eq!(body["field"], "source.nouns", "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("`routing.nouns`"),
+        "{body}"
+    );
+    let (status, body) = put_route(
+        &host,
+        "every-noun",
+        &json!({"owner": "t", "source": {"nouns": ["*"]}, "destinations": ["all.copy"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "a wildcard reads claim too: {body}");
+
+    let routing = wait_for_routing(&host, "claim", Duration::from_secs(30)).await;
+    let assigned: Vec<&str> = routing["assigned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        assigned.iter().all(|p| p.starts_with("claim:")),
+        "only `claim` is read: {assigned:?}"
+    );
+
+    let mut config = with_routing(test_config(&kafka_bootstrap()), &cluster);
+    config.routing.nouns = vec!["no-such-noun".to_string()];
+    let error = tokio::task::spawn_blocking(move || TestHost::start(config).err())
+        .await
+        .unwrap()
+        .expect("a noun without schemas stops the host");
+    assert!(
+        format!("{error:#}").contains("`routing.nouns` names `no-such-noun`"),
+        "{error:#}"
+    );
+}
