@@ -445,6 +445,8 @@ def toml(settings):
                 text = "true" if value else "false"
             elif isinstance(value, int):
                 text = str(value)
+            elif isinstance(value, list):
+                text = "[" + ", ".join(json.dumps(str(v)) for v in value) + "]"
             else:
                 text = json.dumps(str(value))
             lines.append(f"{key} = {text}")
