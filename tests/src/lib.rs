@@ -455,3 +455,18 @@ pub async fn plugin_events(host: &TestHost, name: &str) -> SseReader {
         .unwrap();
     events
 }
+
+/// Waits for `plugin.paused` on `events` (from [`plugin_events`]) and checks
+/// that it names the plugin and the failure class, and that the admin API
+/// shows the plugin paused.
+pub async fn expect_paused(events: &mut SseReader, server: &str, name: &str, class: &str) {
+    let frame = events
+        .until_event("plugin.paused", Duration::from_secs(120))
+        .await
+        .expect("a `plugin.paused` event");
+    let event = frame.json();
+    assert_eq!(event["object"]["name"], name);
+    assert_eq!(event["object"]["last_failure_class"], class);
+    let shown = plugin_shown(server, name).await;
+    assert_eq!(shown["status"], "paused", "{shown}");
+}

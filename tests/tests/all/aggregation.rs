@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard_tests::{
-    SseReader, TestHost, delete_plugin, kafka_bootstrap, plugin_events, plugin_shown, post_json,
+    SseReader, TestHost, delete_plugin, expect_paused, kafka_bootstrap, plugin_events, post_json,
     push_plugin, test_config, unique, with_aggregation,
 };
 
@@ -354,15 +354,7 @@ async fn an_aggregator_that_keeps_failing_is_paused() {
         )
         .await;
     }
-    let frame = paused_events
-        .until_event("plugin.paused", Duration::from_secs(120))
-        .await
-        .expect("a `plugin.paused` event");
-    let event = frame.json();
-    assert_eq!(event["object"]["name"], name);
-    assert_eq!(event["object"]["last_failure_class"], "invalid-output");
-    let shown = plugin_shown(&server, &name).await;
-    assert_eq!(shown["status"], "paused", "{shown}");
+    expect_paused(&mut paused_events, &server, &name, "invalid-output").await;
     delete_plugin(&server, &name).await;
     drop(host);
     let _ = std::fs::remove_dir_all(&dir);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchyard::cli::{self, Output, RouteAction};
 use switchyard_tests::{
-    SseReader, TestHost, delete_plugin, kafka_bootstrap, plugin_events, plugin_shown, post_json,
-    push_plugin, test_config, unique, wait_for_routing, with_routing,
+    SseReader, TestHost, delete_plugin, expect_paused, kafka_bootstrap, plugin_events,
+    plugin_shown, post_json, push_plugin, test_config, unique, wait_for_routing, with_routing,
 };
 
 async fn start_host(cluster: &str) -> TestHost {
@@ -910,15 +910,7 @@ async fn a_router_plugin_that_keeps_failing_under_a_route_is_paused() {
     for n in 0..4 {
         publish(n).await;
     }
-    let frame = paused_events
-        .until_event("plugin.paused", Duration::from_secs(120))
-        .await
-        .expect("a `plugin.paused` event");
-    let event = frame.json();
-    assert_eq!(event["object"]["name"], name);
-    assert_eq!(event["object"]["last_failure_class"], "trap");
-    let shown = plugin_shown(&server, &name).await;
-    assert_eq!(shown["status"], "paused", "{shown}");
+    expect_paused(&mut paused_events, &server, &name, "trap").await;
 
     // Paused: the route's next event is dead-lettered without a call.
     let id = publish(4).await;
