@@ -222,12 +222,23 @@ pub struct LoopStatus {
     /// Last Kafka error, while the loop is retrying.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// How long the commit in progress has taken, in seconds, once that is
+    /// longer than a commit can legitimately take (see [`Loop::status`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalled_seconds: Option<f64>,
+    /// When the commit in progress began.
+    #[serde(skip)]
+    pub(crate) committing_since: Option<Instant>,
 }
 
 /// A running loop.
 pub struct Loop {
     status: Arc<Mutex<LoopStatus>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// A commit running longer than this is stalled.
+    stall_after: Duration,
+    /// Whether the stall in progress was logged.
+    stall_logged: std::sync::atomic::AtomicBool,
 }
 
 impl Loop {
@@ -245,6 +256,7 @@ impl Loop {
             ..LoopStatus::default()
         }));
         let thread_status = Arc::clone(&status);
+        let stall_after = config.transaction_timeout * 2;
         let name = format!("eos-{}", config.group);
         let thread = std::thread::Builder::new()
             .name(name.chars().take(15).collect())
@@ -256,12 +268,45 @@ impl Loop {
         Arc::new(Loop {
             status,
             thread: Mutex::new(Some(thread)),
+            stall_after,
+            stall_logged: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// The loop's status now.
+    ///
+    /// Also the loop's watchdog. Every transactional call has a timeout,
+    /// but librdkafka has been seen to block in
+    /// `send_offsets_to_transaction` well past it when the group
+    /// coordinator moves. The thread cannot be interrupted from outside;
+    /// what can be done is to say so: a commit that has run past twice the
+    /// transaction timeout (by then the broker has aborted the transaction
+    /// anyway) shows as `stalled_seconds`, is logged once, and turns
+    /// `/healthz` unhealthy, so a supervisor restarts the instance. No
+    /// record is lost: the partitions move to another instance when the
+    /// group drops this member, and this member's commits are fenced.
     pub fn status(&self) -> LoopStatus {
-        self.status.lock().expect("status lock").clone()
+        let mut status = self.status.lock().expect("status lock").clone();
+        let stalled = stalled_for(status.committing_since, Instant::now(), self.stall_after);
+        status.stalled_seconds = stalled.map(|took| took.as_secs_f64());
+        match stalled {
+            Some(took) => {
+                if !self
+                    .stall_logged
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::error!(
+                        group = status.group,
+                        seconds = took.as_secs(),
+                        "a transaction commit is stalled in the kafka client; restart this instance (its partitions move to the others meanwhile)"
+                    );
+                }
+            }
+            None => self
+                .stall_logged
+                .store(false, std::sync::atomic::Ordering::Relaxed),
+        }
+        status
     }
 
     /// Waits for the loop thread to end (after shutdown was signalled).
@@ -379,7 +424,7 @@ impl<P: Processor> ConsumerContext for RebalanceHook<P> {
                         "the assignment was lost (this instance left the group)"
                     ))
                 } else {
-                    commit(transaction, generation.as_ref(), self.timeout)
+                    commit_watched(&self.status, transaction, generation.as_ref(), self.timeout)
                 };
                 match committed {
                     Ok(done) => {
@@ -626,7 +671,7 @@ fn run<P: Processor>(
                 ))
             } else {
                 let generation = generation.lock().expect("generation lock");
-                commit(current, generation.as_ref(), timeout)
+                commit_watched(status, current, generation.as_ref(), timeout)
             };
             match committed {
                 Ok(done) => {
@@ -857,6 +902,27 @@ struct Committed {
 /// Commits the open transaction with its offsets, in the name of the group
 /// generation the partitions were assigned in; returns its record count
 /// and how long the commit took.
+/// How long a commit that began at `since` has been stalled: `None` unless
+/// it is still running at `now` and has run longer than `after`.
+fn stalled_for(since: Option<Instant>, now: Instant, after: Duration) -> Option<Duration> {
+    let took = now.saturating_duration_since(since?);
+    (took > after).then_some(took)
+}
+
+/// Commits, with the start of the commit in the loop's status for the
+/// watchdog ([`Loop::status`]).
+fn commit_watched(
+    status: &Mutex<LoopStatus>,
+    transaction: &mut Transaction,
+    generation: Option<&ConsumerGroupMetadata>,
+    timeout: Duration,
+) -> anyhow::Result<Committed> {
+    status.lock().expect("status lock").committing_since = Some(Instant::now());
+    let committed = commit(transaction, generation, timeout);
+    status.lock().expect("status lock").committing_since = None;
+    committed
+}
+
 fn commit(
     transaction: &mut Transaction,
     generation: Option<&ConsumerGroupMetadata>,
@@ -935,4 +1001,26 @@ fn commit_unspanned(
     transaction.next.clear();
     transaction.links.clear();
     Ok(std::mem::replace(&mut transaction.records, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_is_stalled_only_while_running_past_the_limit() {
+        let began = Instant::now();
+        let after = Duration::from_secs(60);
+        assert_eq!(stalled_for(None, began + after * 2, after), None);
+        assert_eq!(stalled_for(Some(began), began + after, after), None);
+        assert_eq!(
+            stalled_for(Some(began), began + after + Duration::from_secs(1), after),
+            Some(after + Duration::from_secs(1))
+        );
+        // A clock read before the commit began is not a stall.
+        assert_eq!(
+            stalled_for(Some(began + after * 3), began + after * 2, after),
+            None
+        );
+    }
 }

@@ -103,15 +103,31 @@ pub struct App {
     pub directory: Arc<aggregation::directory::Directory>,
     /// Pauses plugins that keep failing, wherever they run.
     pub auto_pause: Arc<plugin::auto_pause::AutoPause>,
+    /// Route previews (explain, dry-run) running now, bounded.
+    pub previews: route_admin::Previews,
     /// Turns true when the host starts shutting down; long-lived streams
     /// (SSE, gRPC subscriptions) end on it so shutdown does not wait for
     /// clients to hang up.
-    /// Route previews (explain, dry-run) running now, bounded.
-    pub previews: route_admin::Previews,
     pub shutdown_tx: watch::Sender<bool>,
 }
 
 impl App {
+    /// The exactly-once loops of this instance, by the name metrics give
+    /// them (`routing`, `aggregator:<name>`), with their status.
+    pub fn loop_statuses(&self) -> Vec<(String, exactly_once::LoopStatus)> {
+        self.routing_engine
+            .get()
+            .map(|engine| ("routing".to_string(), engine.status().status))
+            .into_iter()
+            .chain(
+                self.aggregators
+                    .all()
+                    .iter()
+                    .map(|a| (format!("aggregator:{}", a.name), a.status())),
+            )
+            .collect()
+    }
+
     /// The nouns whose topics the routing engine reads: `routing.nouns`,
     /// or every noun of the catalog when that is empty.
     pub fn routed_nouns(&self) -> Vec<String> {

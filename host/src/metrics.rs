@@ -375,6 +375,19 @@ fn routing_and_aggregation(out: &mut Exposition, app: &Arc<App>) {
     }
 
     out.family(
+        "switchyard_transaction_stalled_seconds",
+        "gauge",
+        "How long the commit in progress of each exactly-once loop has taken, once past twice the transaction timeout; 0 otherwise. Nonzero turns `/healthz` unhealthy.",
+    );
+    for (consumer, status) in &statuses {
+        out.sample(
+            "switchyard_transaction_stalled_seconds",
+            &[("consumer", consumer)],
+            status.stalled_seconds.unwrap_or(0.0),
+        );
+    }
+
+    out.family(
         "switchyard_route_lag",
         "gauge",
         "Records of a route's source topics not yet processed by this instance.",

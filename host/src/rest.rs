@@ -36,11 +36,38 @@ use crate::error::{ApiError, Code};
 use crate::publish::{EventInput, Published};
 use crate::subscribe::{self, Delivery, Position, Start, Subscription};
 
+/// Liveness: unhealthy (503) while an exactly-once loop is stalled in the
+/// Kafka client (see `exactly_once::Loop::status`), which only a restart
+/// ends.
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let stalled: Vec<Value> = app
+        .loop_statuses()
+        .into_iter()
+        .filter_map(|(consumer, status)| {
+            let seconds = status.stalled_seconds?;
+            Some(json!({"consumer": consumer, "group": status.group, "stalled_seconds": seconds}))
+        })
+        .collect();
+    if stalled.is_empty() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "stalled",
+                "detail": "a transaction commit is stuck in the kafka client; restart this instance",
+                "stalled": stalled,
+            })),
+        )
+            .into_response()
+    }
+}
+
 /// Builds the REST router over the host.
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.http.max_body_bytes;
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/v1/events/{noun}/{verb}", post(publish_one))

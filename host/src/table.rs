@@ -5,21 +5,53 @@
 //!
 //! The records' meaning belongs to the owner of the table, which hands in a
 //! function that applies one record (key, value or tombstone) to its state.
+//!
+//! A checked write ([`GlobalTable::write_checked`]) writes only if a
+//! condition holds on the table as every instance's earlier writes left it,
+//! as `If-Match` needs. All instances writing a table share one Kafka
+//! transactional id: each checked write opens a transaction, reads the
+//! table to its end, checks, writes and commits. A writer that starts
+//! (`init_transactions`) fences every other, aborting its open transaction
+//! and failing its commit; so a commit that succeeds was checked against
+//! everything committed before it, and a fenced writer starts again and
+//! checks again. Concurrent writers through many instances cost retries,
+//! never a lost update.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::kafka::{Kafka, Landed, TopicKind};
 
 /// How long a start or a write waits for this instance to catch up.
 const CATCH_UP: Duration = Duration::from_secs(30);
+
+/// How long the reader waits for a record before it looks at its position:
+/// transaction markers take offsets but are never delivered, so only the
+/// position says that the reader is past them.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How long a checked write's transaction may stay open before the broker
+/// aborts it. Readers see committed records only, so a writer that dies in
+/// the middle of a write holds back every instance's view of the table for
+/// at most this long (another writer's start aborts it at once).
+const WRITER_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one transactional call of a checked write may take.
+const WRITER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many times a checked write starts again after another instance's
+/// writer fenced it.
+const CHECKED_ATTEMPTS: u32 = 5;
 
 /// Applies one record at its offset; `None` is a tombstone. An error is logged with the
 /// record's offset and the record skipped.
@@ -29,8 +61,20 @@ pub type Apply = Box<dyn FnMut(&str, Option<&[u8]>, i64) -> anyhow::Result<()> +
 pub struct GlobalTable {
     kafka: Arc<Kafka>,
     topic: String,
-    /// Offset after the last applied record.
+    /// Position of the reader: every record before it is applied.
     applied_rx: watch::Receiver<i64>,
+    /// The transactional producer of checked writes, made on first use
+    /// and again after another instance fenced it. Held for the whole of
+    /// a checked write, so this instance's checked writes go one at a time.
+    writer: tokio::sync::Mutex<Option<Arc<FutureProducer>>>,
+}
+
+/// Why one attempt of a checked write did not write.
+enum Attempt {
+    /// The condition does not hold: the caller's answer.
+    Refused(ApiError),
+    /// Kafka failed or another writer fenced this one: start again.
+    Lost(anyhow::Error),
 }
 
 impl GlobalTable {
@@ -54,31 +98,34 @@ impl GlobalTable {
                     if applied_tx.is_closed() {
                         return;
                     }
-                    let Some(result) = consumer.poll(Duration::from_millis(100)) else {
-                        continue;
-                    };
-                    let message = match result {
-                        Ok(message) => message,
-                        Err(error) => {
+                    match consumer.poll(POLL) {
+                        None => {}
+                        Some(Err(error)) => {
                             tracing::warn!(topic = name, %error, "cannot read the table; retrying");
                             std::thread::sleep(Duration::from_millis(500));
                             continue;
                         }
-                    };
-                    let applied = match message.key().map(std::str::from_utf8) {
-                        Some(Ok(key)) => apply(key, message.payload(), message.offset()),
-                        _ => Err(anyhow::anyhow!("record key is missing or not UTF-8")),
-                    };
-                    if let Err(error) = applied {
-                        tracing::warn!(topic = name, offset = message.offset(), %error, "skipped a table record");
+                        Some(Ok(message)) => {
+                            let applied = match message.key().map(std::str::from_utf8) {
+                                Some(Ok(key)) => apply(key, message.payload(), message.offset()),
+                                _ => Err(anyhow::anyhow!("record key is missing or not UTF-8")),
+                            };
+                            if let Err(error) = applied {
+                                tracing::warn!(topic = name, offset = message.offset(), %error, "skipped a table record");
+                            }
+                            advance(&applied_tx, message.offset() + 1);
+                        }
                     }
-                    applied_tx.send_replace(message.offset() + 1);
+                    if let Some(position) = position_of(&consumer, &name) {
+                        advance(&applied_tx, position);
+                    }
                 }
             })?;
         let table = GlobalTable {
             kafka,
             topic: topic.to_string(),
             applied_rx,
+            writer: tokio::sync::Mutex::new(None),
         };
         table.wait_applied(high).await?;
         Ok(table)
@@ -118,6 +165,162 @@ impl GlobalTable {
             .map_err(|error| ApiError::internal(&format!("{error:#}")))?;
         Ok(landed.offset)
     }
+
+    /// Writes a record (or a tombstone) if `check` holds on the table as
+    /// every earlier write, through any instance, left it (see the module
+    /// docs), and waits until this instance has applied it. Returns the
+    /// record's offset, or `check`'s refusal.
+    pub async fn write_checked(
+        &self,
+        key: &str,
+        value: Option<&[u8]>,
+        check: impl Fn() -> Result<(), ApiError>,
+    ) -> Result<i64, ApiError> {
+        let mut writer = self.writer.lock().await;
+        let mut attempt = 0;
+        let offset = loop {
+            attempt += 1;
+            match self.attempt_checked(&mut writer, key, value, &check).await {
+                Ok(offset) => break offset,
+                Err(Attempt::Refused(refusal)) => return Err(refusal),
+                Err(Attempt::Lost(error)) => {
+                    // A fenced or failed producer cannot be used again.
+                    *writer = None;
+                    tracing::warn!(
+                        topic = self.topic,
+                        key,
+                        attempt,
+                        error = format!("{error:#}"),
+                        "checked table write did not commit; starting again"
+                    );
+                    if attempt >= CHECKED_ATTEMPTS {
+                        return Err(ApiError::new(
+                            Code::KafkaUnavailable,
+                            format!(
+                                "the write to `{}` did not commit after {attempt} attempts ({error:#}); nothing was changed, retry",
+                                self.topic
+                            ),
+                        )
+                        .with_stored(crate::error::Stored::No)
+                        .with_retry_after(Duration::from_secs(1)));
+                    }
+                }
+            }
+        };
+        drop(writer);
+        self.wait_applied(offset + 1)
+            .await
+            .map_err(|error| ApiError::internal(&format!("{error:#}")))?;
+        Ok(offset)
+    }
+
+    /// One transaction of a checked write: begin, read to the end, check,
+    /// write, commit.
+    async fn attempt_checked(
+        &self,
+        writer: &mut Option<Arc<FutureProducer>>,
+        key: &str,
+        value: Option<&[u8]>,
+        check: &impl Fn() -> Result<(), ApiError>,
+    ) -> Result<i64, Attempt> {
+        let producer = match writer {
+            Some(producer) => Arc::clone(producer),
+            None => {
+                let producer = self.new_writer().await.map_err(Attempt::Lost)?;
+                *writer = Some(Arc::clone(&producer));
+                producer
+            }
+        };
+        blocking(&producer, Producer::begin_transaction)
+            .await
+            .map_err(Attempt::Lost)?;
+        // Everything committed before this transaction began, this
+        // instance's own earlier writes and other instances' alike.
+        let end = end_offset(&self.kafka, &self.topic)
+            .await
+            .map_err(Attempt::Lost)?;
+        self.wait_applied(end).await.map_err(Attempt::Lost)?;
+        if let Err(refusal) = check() {
+            // Nothing was written; an abort that fails leaves a producer
+            // the next write replaces.
+            if blocking(&producer, |p| p.abort_transaction(WRITER_CALL_TIMEOUT))
+                .await
+                .is_err()
+            {
+                *writer = None;
+            }
+            return Err(Attempt::Refused(refusal));
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).key(key.as_bytes());
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        let delivery = producer
+            .send(record, WRITER_CALL_TIMEOUT)
+            .await
+            .map_err(|(error, _)| Attempt::Lost(error.into()))?;
+        blocking(&producer, |p| p.commit_transaction(WRITER_CALL_TIMEOUT))
+            .await
+            .map_err(Attempt::Lost)?;
+        Ok(delivery.offset)
+    }
+
+    /// A transactional producer under the table's shared id, started: from
+    /// here on every other instance's writer is fenced.
+    async fn new_writer(&self) -> anyhow::Result<Arc<FutureProducer>> {
+        let config = self.kafka.config();
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("client.id", format!("{}-table-writer", config.client_id))
+            .set(
+                "transactional.id",
+                format!("switchyard-table-{}", self.topic),
+            )
+            .set(
+                "transaction.timeout.ms",
+                WRITER_TRANSACTION_TIMEOUT.as_millis().to_string(),
+            )
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "0")
+            .set("socket.connection.setup.timeout.ms", "3000")
+            .set("reconnect.backoff.max.ms", "1000")
+            .create()
+            .context("cannot create the table writer")?;
+        let producer = Arc::new(producer);
+        blocking(&producer, |p| p.init_transactions(WRITER_CALL_TIMEOUT)).await?;
+        Ok(producer)
+    }
+}
+
+/// Runs one blocking transactional call of a table writer.
+async fn blocking(
+    producer: &Arc<FutureProducer>,
+    call: impl FnOnce(&FutureProducer) -> Result<(), KafkaError> + Send + 'static,
+) -> anyhow::Result<()> {
+    let producer = Arc::clone(producer);
+    Ok(tokio::task::spawn_blocking(move || call(&producer)).await??)
+}
+
+/// Moves the reader's position forward (never back).
+fn advance(applied_tx: &watch::Sender<i64>, position: i64) {
+    applied_tx.send_if_modified(|applied| {
+        let moved = position > *applied;
+        if moved {
+            *applied = position;
+        }
+        moved
+    });
+}
+
+/// The position of a table reader on its partition.
+fn position_of(consumer: &BaseConsumer, topic: &str) -> Option<i64> {
+    consumer
+        .position()
+        .ok()?
+        .find_partition(topic, 0)?
+        .offset()
+        .to_raw()
 }
 
 /// The end offset of a single-partition topic, retried while its leader is

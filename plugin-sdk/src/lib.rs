@@ -75,6 +75,23 @@ pub mod aggregator {
     });
 }
 
+/// Generated bindings of the `session-aggregator` world: an aggregator over
+/// session windows, which also merges two sessions an event joins.
+#[allow(missing_docs, unsafe_code, clippy::all)]
+pub mod session_aggregator {
+    wit_bindgen::generate!({
+        world: "session-aggregator",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_session_aggregator",
+        default_bindings_module: "switchyard_plugin_sdk::session_aggregator",
+        with: {
+            "switchyard:plugin/types@0.1.0": crate::router::switchyard::plugin::types,
+            "switchyard:plugin/log@0.1.0": crate::router::switchyard::plugin::log,
+        },
+    });
+}
+
 pub use aggregator::Guest as Aggregator;
 pub use aggregator::export_aggregator;
 pub use router::Guest as Router;
@@ -83,6 +100,8 @@ pub use router::switchyard::plugin::log::Level;
 pub use router::switchyard::plugin::types::{
     AggregateResult, ConfigEntry, Emitted, Event, Header, Metadata, PluginError, Position,
 };
+pub use session_aggregator::Guest as SessionAggregator;
+pub use session_aggregator::export_session_aggregator;
 pub use transformer::Guest as Transformer;
 pub use transformer::export_transformer;
 

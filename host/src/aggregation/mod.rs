@@ -26,9 +26,10 @@
 //! (they are co-partitioned, as Kafka Streams requires for joins), since
 //! state is kept per partition number.
 //!
-//! Known limits: session windows grow and move but are not merged when an
-//! out-of-order event falls between two of them; a failing aggregator is
-//! dead-lettered per event but not paused automatically.
+//! An out-of-order event within the gap of two sessions of its key joins
+//! them: the plugin (built for the `session-aggregator` world, which an
+//! aggregator with session windows must be) merges their states, and the
+//! event is folded into the merged state.
 
 pub mod directory;
 pub mod query;
@@ -125,6 +126,10 @@ impl Aggregator {
             total.records += status.records;
             total.lag.extend(status.lag);
             total.last_error = total.last_error.or(status.last_error);
+            total.stalled_seconds = match (total.stalled_seconds, status.stalled_seconds) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
         }
         total.assigned.sort();
         total
@@ -541,8 +546,11 @@ impl AggregateProcessor {
                 );
                 return Ok(());
             };
-            let lookup = slot.replaces.as_ref().unwrap_or(&slot.store_key);
-            let current = store.get(lookup).map(|e| e.state.clone());
+            let current: Vec<Box<RawValue>> = slot
+                .joins
+                .iter()
+                .filter_map(|joined| store.get(joined).map(|e| e.state.clone()))
+                .collect();
             (slot, current)
         };
         let event = crate::pipeline::plugin_event(message, &delivered);
@@ -559,11 +567,39 @@ impl AggregateProcessor {
         }
         // The call failed unless it gets through every check below.
         self.call = Some(true);
-        let (new_state, emitted) = match plugin.call_configured(
-            &event,
-            current.as_deref().map(RawValue::get),
-            &window_config,
-        ) {
+        // Sessions the event joins are merged first, earliest first.
+        let merged: Option<String>;
+        let state = if let [earliest, later @ ..] = &current[..]
+            && !later.is_empty()
+        {
+            let window = slot.window.unwrap_or_default();
+            let mut state = Some(earliest.get().to_string());
+            for next in later {
+                state = match state {
+                    None => Some(next.get().to_string()),
+                    Some(earlier) => {
+                        match plugin.merge_sessions(&envelope.key, &earlier, next.get(), window) {
+                            Ok(state) => state,
+                            Err(failure) => {
+                                tracing::warn!(plugin = plugin.label(), class = failure.class(), reason = %failure, "aggregator failed to merge sessions");
+                                return self.dead_letter(
+                                    &plugin,
+                                    message,
+                                    outbox,
+                                    failure.class(),
+                                    &format!("merging sessions: {failure}"),
+                                );
+                            }
+                        }
+                    }
+                };
+            }
+            merged = state;
+            merged.as_deref()
+        } else {
+            current.first().map(|state| state.get())
+        };
+        let (new_state, emitted) = match plugin.call_configured(&event, state, &window_config) {
             Ok(Output::Aggregate { state, events }) => (state, events),
             Ok(_) => {
                 return self.dead_letter(
@@ -668,8 +704,10 @@ impl AggregateProcessor {
             )?;
         }
         // Then the state, in memory (undoable) and in the changelog.
-        if let Some(old) = &slot.replaces {
-            self.write_entry(partition, old, None, outbox)?;
+        for joined in &slot.joins {
+            if *joined != slot.store_key {
+                self.write_entry(partition, joined, None, outbox)?;
+            }
         }
         let entry = new_state.map(|state| Entry {
             key: envelope.key.clone(),

@@ -147,9 +147,12 @@ pub struct Slot {
     pub store_key: String,
     /// Window bounds, with windows.
     pub window: Option<(i64, i64)>,
-    /// A session that grows backwards moves to a new store key; the old one
-    /// is deleted.
-    pub replaces: Option<String>,
+    /// The store keys whose states the event folds into, earliest first:
+    /// the slot's own, or, with sessions, every session the event joins
+    /// (two when it falls within the gap of both; their states are merged
+    /// first). Those other than `store_key` are deleted: a session that
+    /// grows backwards or absorbs another moves to a new store key.
+    pub joins: Vec<String>,
 }
 
 /// Builds a store key.
@@ -169,7 +172,7 @@ impl PartitionStore {
             WindowKind::None => Some(Slot {
                 store_key: key.to_string(),
                 window: None,
-                replaces: None,
+                joins: vec![key.to_string()],
             }),
             WindowKind::Tumbling => {
                 let size = settings.size_ms as i64;
@@ -178,50 +181,47 @@ impl PartitionStore {
                 if end + grace <= self.stream_time_ms {
                     return None;
                 }
+                let store_key = store_key(key, Some(start));
                 Some(Slot {
-                    store_key: store_key(key, Some(start)),
+                    joins: vec![store_key.clone()],
+                    store_key,
                     window: Some((start, end)),
-                    replaces: None,
                 })
             }
             WindowKind::Session => {
                 let gap = settings.gap_ms as i64;
-                // The session this event falls into, if any; sessions of a
-                // key are never within `gap` of each other, so at most one
-                // is near. (An out-of-order event that would bridge two
-                // sessions joins the nearer one; sessions are not merged.)
-                let near = self
+                // The sessions this event falls within the gap of. Sessions
+                // of a key are more than `gap` apart, so that is at most
+                // two: an out-of-order event between them joins them.
+                let mut near: Vec<(&String, i64, i64)> = self
                     .windows(key)
                     .filter_map(|(k, e)| Some((k, e.window_start_ms?, e.window_end_ms?)))
                     .filter(|(_, start, end)| time_ms >= start - gap && time_ms <= end + gap)
-                    .min_by_key(|(_, start, end)| {
-                        if time_ms < *start {
-                            start - time_ms
-                        } else {
-                            (time_ms - end).max(0)
-                        }
+                    .collect();
+                near.sort_by_key(|(_, start, _)| *start);
+                let Some(&(_, first_start, _)) = near.first() else {
+                    if time_ms + gap + grace <= self.stream_time_ms {
+                        return None;
+                    }
+                    let store_key = store_key(key, Some(time_ms));
+                    return Some(Slot {
+                        joins: Vec::new(),
+                        store_key,
+                        window: Some((time_ms, time_ms)),
                     });
-                match near {
-                    Some((old_key, start, end)) => {
-                        let (start, end) = (start.min(time_ms), end.max(time_ms));
-                        let new_key = store_key(key, Some(start));
-                        Some(Slot {
-                            replaces: (new_key != *old_key).then(|| old_key.clone()),
-                            store_key: new_key,
-                            window: Some((start, end)),
-                        })
-                    }
-                    None => {
-                        if time_ms + gap + grace <= self.stream_time_ms {
-                            return None;
-                        }
-                        Some(Slot {
-                            store_key: store_key(key, Some(time_ms)),
-                            window: Some((time_ms, time_ms)),
-                            replaces: None,
-                        })
-                    }
-                }
+                };
+                let start = first_start.min(time_ms);
+                let end = near
+                    .iter()
+                    .map(|(_, _, end)| *end)
+                    .max()
+                    .unwrap_or(time_ms)
+                    .max(time_ms);
+                Some(Slot {
+                    store_key: store_key(key, Some(start)),
+                    window: Some((start, end)),
+                    joins: near.into_iter().map(|(k, _, _)| k.clone()).collect(),
+                })
             }
         }
     }
@@ -478,15 +478,40 @@ mod tests {
         let later = store.slot(&settings, "c1", 1_120).unwrap();
         assert_eq!(later.store_key, "c1@1000");
         assert_eq!(later.window, Some((1000, 1120)));
+        assert_eq!(later.joins, ["c1@1000"]);
         let earlier = store.slot(&settings, "c1", 950).unwrap();
         assert_eq!(earlier.store_key, "c1@950");
-        assert_eq!(earlier.replaces.as_deref(), Some("c1@1000"));
+        assert_eq!(earlier.joins, ["c1@1000"], "moves: the old key is deleted");
         let apart = store.slot(&settings, "c1", 1_300).unwrap();
         assert_eq!(apart.store_key, "c1@1300");
+        assert!(apart.joins.is_empty());
         assert_eq!(
             store.slot(&settings, "c2", 1_000).unwrap().store_key,
             "c2@1000"
         );
+    }
+
+    #[test]
+    fn an_event_between_two_sessions_joins_them() {
+        let settings = AggregateSettings {
+            window: WindowKind::Session,
+            gap_ms: 100,
+            ..AggregateSettings::default()
+        };
+        let mut store = PartitionStore::default();
+        store.insert("c1@1000".to_string(), entry("c1", 1000, 1050));
+        store.insert("c1@1300".to_string(), entry("c1", 1300, 1400));
+        store.insert("c1@2000".to_string(), entry("c1", 2000, 2000));
+        store.stream_time_ms = 2000;
+        // 1050 + 100 >= 1180 >= 1300 - 100: within the gap of both.
+        let bridge = store.slot(&settings, "c1", 1_180).unwrap();
+        assert_eq!(bridge.store_key, "c1@1000");
+        assert_eq!(bridge.window, Some((1000, 1400)));
+        assert_eq!(bridge.joins, ["c1@1000", "c1@1300"]);
+        // Just outside the first session's gap: joins the second only.
+        let second = store.slot(&settings, "c1", 1_199).unwrap();
+        assert_eq!(second.store_key, "c1@1199");
+        assert_eq!(second.joins, ["c1@1300"]);
     }
 
     #[test]

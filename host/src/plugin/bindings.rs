@@ -37,6 +37,18 @@ pub mod aggregator {
     });
 }
 
+/// The `session-aggregator` world: an aggregator that also merges sessions.
+pub mod session_aggregator {
+    wasmtime::component::bindgen!({
+        world: "session-aggregator",
+        path: "../wit",
+        with: {
+            "switchyard:plugin/types": super::router::switchyard::plugin::types,
+            "switchyard:plugin/log": super::router::switchyard::plugin::log,
+        },
+    });
+}
+
 pub use router::switchyard::plugin::log::{Host as LogHost, Level};
 pub use router::switchyard::plugin::types::{
     AggregateResult, ConfigEntry, Emitted, Event, Header, Metadata, PluginError, Position,

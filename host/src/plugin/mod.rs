@@ -63,6 +63,7 @@ use crate::config::PluginsConfig;
 pub use bindings::{
     AggregateResult, ConfigEntry, Emitted, Event, Header, Metadata, PluginError, Position,
 };
+use manifest::WindowKind;
 pub use manifest::{Kind, Manifest};
 
 /// How often the epoch advances. Deadlines are rounded up to whole ticks.
@@ -245,6 +246,7 @@ enum Pre {
     Router(bindings::router::RouterPre<CallState>),
     Transformer(bindings::transformer::TransformerPre<CallState>),
     Aggregator(bindings::aggregator::AggregatorPre<CallState>),
+    SessionAggregator(bindings::session_aggregator::SessionAggregatorPre<CallState>),
 }
 
 /// Most idle instances a plugin keeps for reuse. One per concurrent caller
@@ -261,6 +263,7 @@ enum Exports {
     Router(bindings::router::Router),
     Transformer(bindings::transformer::Transformer),
     Aggregator(bindings::aggregator::Aggregator),
+    SessionAggregator(bindings::session_aggregator::SessionAggregator),
 }
 
 /// Counters of one plugin, for the admin API and metrics.
@@ -497,6 +500,17 @@ impl Runtime {
                         format!("plugin `{label}` does not implement the `transformer` world")
                     })?,
             ),
+            // Sessions that an out-of-order event joins need the plugin to
+            // merge their states, as Kafka Streams needs a merger.
+            Kind::Aggregator if manifest.aggregate.window == WindowKind::Session => {
+                Pre::SessionAggregator(
+                    bindings::session_aggregator::SessionAggregatorPre::new(instance_pre)
+                        .map_err(anyhow::Error::from)
+                        .with_context(|| {
+                            format!("plugin `{label}` uses session windows but does not implement the `session-aggregator` world (it must export `merge` as well as `aggregate`)")
+                        })?,
+                )
+            }
             Kind::Aggregator => Pre::Aggregator(
                 bindings::aggregator::AggregatorPre::new(instance_pre)
                     .map_err(anyhow::Error::from)
@@ -662,6 +676,9 @@ impl Plugin {
             Pre::Router(pre) => pre.instantiate(&mut store).map(Exports::Router),
             Pre::Transformer(pre) => pre.instantiate(&mut store).map(Exports::Transformer),
             Pre::Aggregator(pre) => pre.instantiate(&mut store).map(Exports::Aggregator),
+            Pre::SessionAggregator(pre) => {
+                pre.instantiate(&mut store).map(Exports::SessionAggregator)
+            }
         };
         self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
         match exports {
@@ -735,12 +752,87 @@ impl Plugin {
         result
     }
 
-    fn call_inner(
+    /// Merges the states of two sessions of `key` that an event joined
+    /// (earlier session first), through a `session-aggregator`'s `merge`.
+    /// `window` is the merged session's bounds. Blocking.
+    pub fn merge_sessions(
         &self,
-        event: &Event,
-        state: Option<&str>,
+        key: &str,
+        earlier: &str,
+        later: &str,
+        window: (i64, i64),
+    ) -> Result<Option<String>, Failure> {
+        let span = tracing::debug_span!(
+            "plugin",
+            otel.name = %format_args!("plugin {} merge", self.manifest.name),
+            plugin.name = %self.manifest.name,
+            plugin.version = %self.manifest.version,
+            plugin.kind = self.manifest.kind.as_str(),
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let _entered = span.enter();
+        let started = Instant::now();
+        let mut config = self.config.clone();
+        config.retain(|entry| entry.name != "window.start" && entry.name != "window.end");
+        config.push(ConfigEntry {
+            name: "window.start".to_string(),
+            value: window.0.to_string(),
+        });
+        config.push(ConfigEntry {
+            name: "window.end".to_string(),
+            value: window.1.to_string(),
+        });
+        let result = self.merge_inner(key, earlier, later, &config);
+        self.stats
+            .record(result.as_ref().err(), started.elapsed().as_micros() as u64);
+        if let Err(failure) = &result {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", failure.class());
+        }
+        result
+    }
+
+    fn merge_inner(
+        &self,
+        key: &str,
+        earlier: &str,
+        later: &str,
         config: &[ConfigEntry],
-    ) -> Result<Output, Failure> {
+    ) -> Result<Option<String>, Failure> {
+        let mut instance = self.checkout()?;
+        let result = match &instance.exports {
+            Exports::SessionAggregator(aggregator) => {
+                aggregator.call_merge(&mut instance.store, key, earlier, later, config)
+            }
+            _ => {
+                self.checkin(instance);
+                return Err(Failure::InvalidOutput(format!(
+                    "plugin `{}` cannot merge sessions: it does not implement the `session-aggregator` world",
+                    self.label
+                )));
+            }
+        };
+        let inner = match result {
+            Ok(inner) => inner,
+            // A trapped instance is dropped here, never called again.
+            Err(error) => return Err(self.classify(&instance.store, &error)),
+        };
+        self.checkin(instance);
+        let merged = inner.map_err(plugin_failure)?;
+        if merged
+            .as_ref()
+            .is_some_and(|state| state.len() > MAX_OUTPUT_BYTES)
+        {
+            return Err(Failure::InvalidOutput(format!(
+                "a merged state larger than the {MAX_OUTPUT_BYTES} bytes allowed"
+            )));
+        }
+        Ok(merged)
+    }
+
+    /// An idle instance, or a new one, armed for one call.
+    fn checkout(&self) -> Result<Instance, Failure> {
         let idle = self.idle.lock().expect("idle instances lock").pop();
         let mut instance = match idle {
             Some(instance) => instance,
@@ -748,6 +840,28 @@ impl Plugin {
         };
         instance.store.data_mut().limiter.denied = false;
         self.arm_deadline(&mut instance.store);
+        Ok(instance)
+    }
+
+    /// Keeps an instance that finished a call for the next one.
+    fn checkin(&self, instance: Instance) {
+        self.stats.peak_memory_bytes.fetch_max(
+            instance.store.data().limiter.peak_bytes as u64,
+            Ordering::Relaxed,
+        );
+        let mut idle = self.idle.lock().expect("idle instances lock");
+        if idle.len() < MAX_IDLE_INSTANCES {
+            idle.push(instance);
+        }
+    }
+
+    fn call_inner(
+        &self,
+        event: &Event,
+        state: Option<&str>,
+        config: &[ConfigEntry],
+    ) -> Result<Output, Failure> {
+        let mut instance = self.checkout()?;
         let result = match &instance.exports {
             Exports::Router(router) => router
                 .call_route(&mut instance.store, event, config)
@@ -763,29 +877,22 @@ impl Plugin {
                         events: result.emit,
                     })
                 }),
+            Exports::SessionAggregator(aggregator) => aggregator
+                .call_aggregate(&mut instance.store, event, state, config)
+                .map(|inner| {
+                    inner.map(|result| Output::Aggregate {
+                        state: result.state,
+                        events: result.emit,
+                    })
+                }),
         };
-        self.stats.peak_memory_bytes.fetch_max(
-            instance.store.data().limiter.peak_bytes as u64,
-            Ordering::Relaxed,
-        );
         let inner = match result {
             Ok(inner) => inner,
             // A trapped instance is dropped here, never called again.
             Err(error) => return Err(self.classify(&instance.store, &error)),
         };
-        {
-            let mut idle = self.idle.lock().expect("idle instances lock");
-            if idle.len() < MAX_IDLE_INSTANCES {
-                idle.push(instance);
-            }
-        }
-        let output = inner.map_err(|error| {
-            Failure::PluginError(match error {
-                PluginError::InvalidEvent(reason) => format!("invalid event: {reason}"),
-                PluginError::InvalidConfig(reason) => format!("invalid config: {reason}"),
-                PluginError::Failed(reason) => reason,
-            })
-        })?;
+        self.checkin(instance);
+        let output = inner.map_err(plugin_failure)?;
         let (count, bytes) = match &output {
             Output::Destinations(topics) => {
                 (topics.len(), topics.iter().map(String::len).sum::<usize>())
@@ -820,6 +927,9 @@ impl Plugin {
     }
 
     fn classify(&self, store: &Store<CallState>, error: &wasmtime::Error) -> Failure {
+        self.stats
+            .peak_memory_bytes
+            .fetch_max(store.data().limiter.peak_bytes as u64, Ordering::Relaxed);
         if store.data().limiter.denied {
             return Failure::OutOfMemory(self.memory_limit_bytes);
         }
@@ -838,4 +948,13 @@ impl Plugin {
         reason.truncate(reason.floor_char_boundary(1_000));
         Failure::Trap(reason)
     }
+}
+
+/// A plugin's own error, as the reason it failed.
+fn plugin_failure(error: PluginError) -> Failure {
+    Failure::PluginError(match error {
+        PluginError::InvalidEvent(reason) => format!("invalid event: {reason}"),
+        PluginError::InvalidConfig(reason) => format!("invalid config: {reason}"),
+        PluginError::Failed(reason) => reason,
+    })
 }

@@ -6,10 +6,11 @@
 //! as its reader sees the record, well within the two seconds the design
 //! allows; the routing engine takes each change between two records.
 //!
-//! Known limit: writes are serialized per instance only; two admins
-//! changing the same route at the same moment through two instances both
-//! succeed, and the later record wins (`If-Match` narrows that window to
-//! the time one write takes).
+//! Writes are checked writes of the table ([`GlobalTable::write_checked`]):
+//! an `If-Match` condition, or a delete's "the route exists", is checked
+//! against every write committed before, through whichever instance. Two
+//! admins changing the same route at the same moment through two instances
+//! with the same `If-Match` get one success and one `precondition-failed`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -30,9 +31,6 @@ pub type Routes = BTreeMap<String, Arc<StoredRoute>>;
 pub struct RouteStore {
     table: GlobalTable,
     live: Arc<Live>,
-    /// Serializes this instance's writes, so a conditional write checks and
-    /// writes without another write of this instance in between.
-    writes: tokio::sync::Mutex<()>,
 }
 
 /// The routes as applied, and the last snapshot handed out. Applying a
@@ -78,11 +76,7 @@ impl RouteStore {
             Ok(())
         });
         let table = GlobalTable::start(kafka, topic, apply).await?;
-        Ok(RouteStore {
-            table,
-            live,
-            writes: tokio::sync::Mutex::new(()),
-        })
+        Ok(RouteStore { table, live })
     }
 
     /// The routes now, as an immutable snapshot: the engine evaluates one
@@ -124,43 +118,64 @@ impl RouteStore {
         route: Route,
         if_revision: Option<i64>,
     ) -> Result<(StoredRoute, bool), ApiError> {
-        let _serialized = self.writes.lock().await;
-        let existing = self.snapshot().get(&route.id).cloned();
-        if let Some(expected) = if_revision {
-            let current = existing.as_ref().map_or(0, |r| r.revision);
-            // -1 stands for `If-Match: *`: any stored revision.
-            let holds = if expected == ANY_REVISION {
-                current != 0
-            } else {
-                current == expected
-            };
-            if !holds {
-                return Err(ApiError::new(
-                    Code::PreconditionFailed,
-                    format!(
-                        "route `{}` is at revision {current}, not {expected}; read it again and reapply your change",
-                        route.id
-                    ),
-                ));
-            }
-        }
         let mut stored = StoredRoute {
             route,
             revision: 0,
             updated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         let value = serde_json::to_vec(&stored).map_err(|e| ApiError::internal(&e))?;
-        let offset = self.table.write(&stored.route.id, Some(&value)).await?;
+        let id = stored.route.id.clone();
+        // Whether the route was new, as of the write's check.
+        let created = std::sync::atomic::AtomicBool::new(false);
+        let offset = self
+            .table
+            .write_checked(&id, Some(&value), || {
+                let current = self.live_revision(&id);
+                created.store(current == 0, std::sync::atomic::Ordering::Relaxed);
+                let Some(expected) = if_revision else {
+                    return Ok(());
+                };
+                // -1 stands for `If-Match: *`: any stored revision.
+                let holds = if expected == ANY_REVISION {
+                    current != 0
+                } else {
+                    current == expected
+                };
+                if holds {
+                    Ok(())
+                } else {
+                    Err(ApiError::new(
+                        Code::PreconditionFailed,
+                        format!(
+                            "route `{id}` is at revision {current}, not {expected}; read it again and reapply your change"
+                        ),
+                    ))
+                }
+            })
+            .await?;
         stored.revision = offset + 1;
-        Ok((stored, existing.is_none()))
+        Ok((stored, created.into_inner()))
     }
 
     /// Removes a route.
     pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
-        let _serialized = self.writes.lock().await;
-        self.get(id)?;
-        self.table.write(id, None).await?;
+        self.table
+            .write_checked(id, None, || match self.live_revision(id) {
+                0 => Err(not_found(id)),
+                _ => Ok(()),
+            })
+            .await?;
         Ok(())
+    }
+
+    /// The revision of a route as applied now; 0 when there is none.
+    fn live_revision(&self, id: &str) -> i64 {
+        self.live
+            .routes
+            .read()
+            .expect("routes lock")
+            .get(id)
+            .map_or(0, |r| r.revision)
     }
 }
 

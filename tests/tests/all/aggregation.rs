@@ -359,3 +359,221 @@ async fn an_aggregator_that_keeps_failing_is_paused() {
     drop(host);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads every state of a key from an aggregator, once; `None` while it
+/// holds none.
+async fn states_of(host: &TestHost, plugin: &str, key: &str) -> Option<Vec<Value>> {
+    let response = reqwest::get(host.url(&format!("/v1/aggregates/{plugin}/{key}")))
+        .await
+        .unwrap();
+    let code = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    match code {
+        200 => Some(body["states"].as_array().cloned().unwrap_or_default()),
+        404 => None,
+        // Partitions moving: ask again.
+        503 => Some(Vec::new()),
+        other => panic!("state query of {plugin}/{key} answered {other}: {body}"),
+    }
+}
+
+/// Waits until `done` holds for a key's states (`None`: no state).
+async fn wait_states(
+    host: &TestHost,
+    plugin: &str,
+    key: &str,
+    what: &str,
+    done: impl Fn(Option<&Vec<Value>>) -> bool,
+) -> Option<Vec<Value>> {
+    let started = Instant::now();
+    loop {
+        let states = states_of(host, plugin, key).await;
+        if done(states.as_ref()) {
+            return states;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{plugin}/{key}: {what}; last seen {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The event times folded into one state, as the fixture records them.
+fn times(state: &Value) -> Vec<String> {
+    state["state"]["times"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Windows and time-to-live against the real broker, in event time: an
+/// out-of-order event between two sessions joins them through the
+/// plugin's `merge`; a tumbling window closes when stream time passes its
+/// end and grace, and a late event for it is dropped; a key idle past the
+/// time-to-live is deleted. Event times are in 2099, later than any other
+/// test's, so only this test's events move these aggregators' stream time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_merge_close_and_expire_in_event_time() {
+    let cluster = unique("windows");
+    let tag = cluster[cluster.len() - 10..]
+        .to_lowercase()
+        .replace('_', "-");
+    let dir = std::env::temp_dir().join(unique("window-plugins"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = PathBuf::from(env!("SWITCHYARD_TEST_FIXTURE_DIR")).join("session-counter.wasm");
+    let mut config = with_aggregation(test_config(&kafka_bootstrap()), &cluster);
+    config.plugins.dir = None;
+    config.plugins.artifacts_dir = Some(dir.join("artifacts"));
+    let partitions = config.kafka.partitions;
+    let host = tokio::task::spawn_blocking(move || TestHost::start(config).expect("host starts"))
+        .await
+        .unwrap();
+    let server = format!("http://{}", host.http);
+
+    // A plain aggregator cannot have session windows: it cannot merge.
+    let plain = std::fs::read(
+        PathBuf::from(env!("SWITCHYARD_TEST_PLUGIN_DIR")).join("claim-appeal-aggregator.wasm"),
+    )
+    .unwrap();
+    let refused = reqwest::Client::new()
+        .post(format!("{server}/v1/admin/plugins"))
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text(
+                    "manifest",
+                    format!("name = \"plain-sessions-{tag}\"\nversion = \"1.0.0\"\nkind = \"aggregator\"\nsource = [\"claim.status-changed\"]\n[aggregate]\nwindow = \"session\"\ngap_ms = 1000\n"),
+                )
+                .part("component", reqwest::multipart::Part::bytes(plain)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid-plugin", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("session-aggregator"),
+        "{problem}"
+    );
+
+    // The same fixture under three manifests.
+    let deploy = |name: String, aggregate: &str| {
+        let manifest = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &manifest,
+            format!("name = \"{name}\"\nversion = \"1.0.0\"\nkind = \"aggregator\"\nsource = [\"claim.status-changed\"]\nstart = \"latest\"\n[aggregate]\n{aggregate}\n"),
+        )
+        .unwrap();
+        (name, manifest)
+    };
+    let deployed = [
+        deploy(
+            format!("sessions-{tag}"),
+            "window = \"session\"\ngap_ms = 60000\ngrace_ms = 600000",
+        ),
+        deploy(
+            format!("tumbling-{tag}"),
+            "window = \"tumbling\"\nsize_ms = 60000\ngrace_ms = 0",
+        ),
+        deploy(format!("idle-{tag}"), "idle_ttl_ms = 60000"),
+    ];
+    for (name, manifest) in &deployed {
+        assert_eq!(
+            push_plugin(&server, &fixture, manifest).await,
+            std::process::ExitCode::SUCCESS
+        );
+        wait_group_assigned(&host, &format!("switchyard.aggregate.{cluster}.{name}")).await;
+    }
+    let [(sessions, _), (tumbling, _), (idle, _)] = &deployed;
+    let send = |key: String, time: &'static str| {
+        let host = &host;
+        async move {
+            let object = status(&key, "F1", "65");
+            publish(host, "status-changed", &key, time, object).await;
+        }
+    };
+
+    // Sessions: two, 100 s apart with a 60 s gap; then an event 50 s in,
+    // within the gap of both, joins them.
+    let key = format!("{cluster}-s");
+    send(key.clone(), "2099-01-01T00:00:00Z").await;
+    send(key.clone(), "2099-01-01T00:01:40Z").await;
+    wait_states(&host, sessions, &key, "two sessions", |s| {
+        s.is_some_and(|s| s.len() == 2)
+    })
+    .await;
+    send(key.clone(), "2099-01-01T00:00:50Z").await;
+    let joined = wait_states(&host, sessions, &key, "one joined session", |s| {
+        s.is_some_and(|s| s.len() == 1)
+    })
+    .await
+    .unwrap();
+    let start_ms = 4_070_908_800_000_i64; // 2099-01-01T00:00:00Z
+    assert_eq!(joined[0]["window_start_ms"], start_ms, "{joined:?}");
+    assert_eq!(joined[0]["window_end_ms"], start_ms + 100_000, "{joined:?}");
+    assert_eq!(joined[0]["state"]["merges"], 1, "{joined:?}");
+    assert_eq!(
+        times(&joined[0]),
+        [
+            "2099-01-01T00:00:00.000Z",
+            "2099-01-01T00:01:40.000Z",
+            "2099-01-01T00:00:50.000Z"
+        ]
+    );
+
+    // Tumbling, one hour on: a window closes when stream time passes its
+    // end (no grace), and a late event for it changes nothing.
+    let key = format!("{cluster}-t");
+    send(key.clone(), "2099-01-01T01:00:10Z").await;
+    send(key.clone(), "2099-01-01T01:01:10Z").await;
+    send(key.clone(), "2099-01-01T01:00:20Z").await;
+    // A marker after the late event: once it is folded, so is the late one.
+    send(key.clone(), "2099-01-01T01:01:30Z").await;
+    let windows = wait_states(&host, tumbling, &key, "the second window only", |s| {
+        s.is_some_and(|s| s.len() == 1 && times(&s[0]).len() == 2)
+    })
+    .await
+    .unwrap();
+    assert_eq!(windows[0]["window_start_ms"], start_ms + 3_660_000);
+    assert_eq!(
+        times(&windows[0]),
+        ["2099-01-01T01:01:10.000Z", "2099-01-01T01:01:30.000Z"]
+    );
+
+    // Idle time-to-live, two hours on: a key whose partition moves 2
+    // minutes past its last event loses its state; the key that moved it
+    // keeps its own.
+    let first = format!("{cluster}-i");
+    let partition = switchyard::kafka::partition_for_key(first.as_bytes(), partitions);
+    let second = (0..)
+        .map(|n| format!("{cluster}-i{n}"))
+        .find(|k| switchyard::kafka::partition_for_key(k.as_bytes(), partitions) == partition)
+        .unwrap();
+    send(first.clone(), "2099-01-01T02:00:00Z").await;
+    wait_states(&host, idle, &first, "the first key's state", |s| {
+        s.is_some_and(|s| s.len() == 1)
+    })
+    .await;
+    send(second.clone(), "2099-01-01T02:02:00Z").await;
+    wait_states(&host, idle, &second, "the second key's state", |s| {
+        s.is_some_and(|s| s.len() == 1)
+    })
+    .await;
+    assert_eq!(
+        states_of(&host, idle, &first).await,
+        None,
+        "idle past the time-to-live, in the same transaction as the event that moved stream time"
+    );
+
+    for (name, _) in &deployed {
+        delete_plugin(&server, name).await;
+    }
+    drop(host);
+    let _ = std::fs::remove_dir_all(&dir);
+}

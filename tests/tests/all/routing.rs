@@ -991,3 +991,94 @@ async fn the_engine_reads_only_the_configured_nouns() {
         "{error:#}"
     );
 }
+
+/// Sends one conditional PUT; returns the status and the `ETag`, if any.
+async fn put_if_match(host: &TestHost, id: &str, route: &Value, etag: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .put(host.url(&format!("/v1/routes/{id}")))
+        .header("If-Match", etag)
+        .json(route)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, etag)
+}
+
+/// Two admins change one route at the same moment through two instances,
+/// both with the `If-Match` they read: one wins, the other is told to read
+/// again, and every instance ends with the winner's route. Deletes race the
+/// same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conditional_writes_through_two_instances_never_both_win() {
+    let cluster = unique("cas");
+    let (a, b) = tokio::join!(
+        start_host_with(&cluster, false),
+        start_host_with(&cluster, false)
+    );
+    let id = "contested";
+    let route = |owner: &str| {
+        json!({
+            "owner": owner,
+            "source": {"nouns": ["claim"]},
+            "destinations": ["portal.claims"]
+        })
+    };
+    let (status, created) = put_route(&a, id, &route("first")).await;
+    assert_eq!(status, 201, "{created}");
+    let mut etag = format!("\"{}\"", created["revision"]);
+    for round in 0..8 {
+        let (owner_a, owner_b) = (format!("a{round}"), format!("b{round}"));
+        let (route_a, route_b) = (route(&owner_a), route(&owner_b));
+        let ((status_a, etag_a), (status_b, etag_b)) = tokio::join!(
+            put_if_match(&a, id, &route_a, &etag),
+            put_if_match(&b, id, &route_b, &etag)
+        );
+        let (winner, new_etag) = match (status_a, status_b) {
+            (200, 412) => (owner_a, etag_a),
+            (412, 200) => (owner_b, etag_b),
+            other => panic!(
+                "round {round}: both writes were checked against {etag}, and answered {other:?}"
+            ),
+        };
+        // Each instance shows the winner once it applied the write; the
+        // loser's instance may need a moment.
+        for host in [&a, &b] {
+            let started = Instant::now();
+            loop {
+                let response = reqwest::get(host.url(&format!("/v1/routes/{id}")))
+                    .await
+                    .unwrap();
+                let shown_etag = response.headers()["etag"].to_str().unwrap().to_string();
+                let shown: Value = response.json().await.unwrap();
+                if shown_etag == new_etag {
+                    assert_eq!(shown["owner"], winner.as_str(), "{shown}");
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(2),
+                    "round {round}: an instance still shows {shown_etag}, not {new_etag}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        etag = new_etag;
+    }
+    let delete = |host: &TestHost| {
+        reqwest::Client::new()
+            .delete(host.url(&format!("/v1/routes/{id}")))
+            .send()
+    };
+    let (deleted_a, deleted_b) = tokio::join!(delete(&a), delete(&b));
+    let mut statuses = [
+        deleted_a.unwrap().status().as_u16(),
+        deleted_b.unwrap().status().as_u16(),
+    ];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [204, 404]);
+}
