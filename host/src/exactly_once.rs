@@ -369,6 +369,9 @@ struct RebalanceHook<P: Processor> {
     processor: Arc<Mutex<P>>,
     status: Arc<Mutex<LoopStatus>>,
     timeout: Duration,
+    /// The host's stop signal: the consumer's close, when the loop ends,
+    /// can still hand it partitions.
+    stopping: watch::Receiver<bool>,
 }
 
 impl<P: Processor> ClientContext for RebalanceHook<P> {
@@ -450,6 +453,18 @@ impl<P: Processor> ConsumerContext for RebalanceHook<P> {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
+            Rebalance::Assign(assigned) if *self.stopping.borrow() => {
+                // A group join that completes while the consumer closes:
+                // restoring state and announcing ownership now would only
+                // hold up the stop (and the host's runtime, which the
+                // announcement needs, is going away). Nothing is read from
+                // these partitions; the close hands them back at once.
+                tracing::debug!(
+                    group = self.status.lock().expect("status lock").group,
+                    partitions = assigned.count(),
+                    "partitions assigned while stopping; left to the next owner"
+                );
+            }
             Rebalance::Assign(assigned) => {
                 *self.generation.lock().expect("generation lock") = consumer.group_metadata();
                 // Read in `read_committed` mode, this waits for a dead
@@ -582,6 +597,7 @@ fn run<P: Processor>(
         processor: Arc::clone(processor),
         status: Arc::clone(status),
         timeout,
+        stopping: shutdown_rx.clone(),
     };
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     let consumer: BaseConsumer<RebalanceHook<P>> = match consumer_config

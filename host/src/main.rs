@@ -318,10 +318,15 @@ fn main() -> ExitCode {
                 }
             };
             // The span exporter's gRPC channel runs on the runtime.
-            let _entered = runtime.enter();
+            let entered = runtime.enter();
             let telemetry = switchyard::telemetry::init(&config.log, &config.telemetry);
             let outcome = runtime.block_on(switchyard::run(config, switchyard::shutdown::signal()));
             telemetry.shutdown();
+            drop(entered);
+            // Everything that must finish has (the host logged `stopped`
+            // after flushing the producer); a Kafka client still closing on
+            // a blocking thread must not keep the process alive.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
             match outcome {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
