@@ -500,18 +500,20 @@ mod tests {
         };
         let mut store = PartitionStore::default();
         store.insert("c1@1000".to_string(), entry("c1", 1000, 1050));
-        store.insert("c1@1300".to_string(), entry("c1", 1300, 1400));
+        store.insert("c1@1200".to_string(), entry("c1", 1200, 1300));
         store.insert("c1@2000".to_string(), entry("c1", 2000, 2000));
         store.stream_time_ms = 2000;
-        // 1050 + 100 >= 1180 >= 1300 - 100: within the gap of both.
-        let bridge = store.slot(&settings, "c1", 1_180).unwrap();
+        // 1050 + 100 >= 1120 >= 1200 - 100: within the gap of both.
+        let bridge = store.slot(&settings, "c1", 1_120).unwrap();
         assert_eq!(bridge.store_key, "c1@1000");
-        assert_eq!(bridge.window, Some((1000, 1400)));
-        assert_eq!(bridge.joins, ["c1@1000", "c1@1300"]);
-        // Just outside the first session's gap: joins the second only.
-        let second = store.slot(&settings, "c1", 1_199).unwrap();
-        assert_eq!(second.store_key, "c1@1199");
-        assert_eq!(second.joins, ["c1@1300"]);
+        assert_eq!(bridge.window, Some((1000, 1300)));
+        assert_eq!(bridge.joins, ["c1@1000", "c1@1200"]);
+        // Just outside the first session's gap: joins the second only,
+        // which grows backwards to a new store key.
+        let second = store.slot(&settings, "c1", 1_151).unwrap();
+        assert_eq!(second.store_key, "c1@1151");
+        assert_eq!(second.window, Some((1151, 1300)));
+        assert_eq!(second.joins, ["c1@1200"]);
     }
 
     #[test]
