@@ -197,7 +197,11 @@ impl Kafka {
         for (key, value) in &configs {
             topic = topic.set(key, value);
         }
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        // The request timeout too: librdkafka's default (a minute) would hold
+        // a caller that long when the broker is down.
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(10)));
         let results = self
             .admin
             .create_topics([&topic], &options)

@@ -18,6 +18,7 @@
 //! never a lost update.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -47,11 +48,15 @@ const POLL: Duration = Duration::from_millis(50);
 const WRITER_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long one transactional call of a checked write may take.
-const WRITER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many times a checked write starts again after another instance's
 /// writer fenced it.
 const CHECKED_ATTEMPTS: u32 = 5;
+
+/// How long a checked write may take in all, retries included, before it
+/// gives up (a broker that is down).
+const CHECKED_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Applies one record at its offset; `None` is a tombstone. An error is logged with the
 /// record's offset and the record skipped.
@@ -75,6 +80,8 @@ enum Attempt {
     Refused(ApiError),
     /// Kafka failed or another writer fenced this one: start again.
     Lost(anyhow::Error),
+    /// The commit itself failed or timed out: the record may be written.
+    Unsure(anyhow::Error),
 }
 
 impl GlobalTable {
@@ -176,35 +183,67 @@ impl GlobalTable {
         value: Option<&[u8]>,
         check: impl Fn() -> Result<(), ApiError>,
     ) -> Result<i64, ApiError> {
+        let deadline = tokio::time::Instant::now() + CHECKED_DEADLINE;
         let mut writer = self.writer.lock().await;
         let mut attempt = 0;
+        // Whether an earlier attempt may have committed after all (its
+        // commit timed out): then a refusal may be that write's own doing.
+        let mut unsure = false;
         let offset = loop {
             attempt += 1;
-            match self.attempt_checked(&mut writer, key, value, &check).await {
+            let committing = AtomicBool::new(false);
+            let attempted = tokio::time::timeout_at(
+                deadline,
+                self.attempt_checked(&mut writer, key, value, &check, &committing),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                let error = anyhow::anyhow!("no answer within {CHECKED_DEADLINE:?}");
+                Err(if committing.load(Ordering::Relaxed) {
+                    Attempt::Unsure(error)
+                } else {
+                    Attempt::Lost(error)
+                })
+            });
+            let error = match attempted {
                 Ok(offset) => break offset,
-                Err(Attempt::Refused(refusal)) => return Err(refusal),
-                Err(Attempt::Lost(error)) => {
-                    // A fenced or failed producer cannot be used again.
-                    *writer = None;
-                    tracing::warn!(
-                        topic = self.topic,
-                        key,
-                        attempt,
-                        error = format!("{error:#}"),
-                        "checked table write did not commit; starting again"
-                    );
-                    if attempt >= CHECKED_ATTEMPTS {
-                        return Err(ApiError::new(
-                            Code::KafkaUnavailable,
-                            format!(
-                                "the write to `{}` did not commit after {attempt} attempts ({error:#}); nothing was changed, retry",
-                                self.topic
-                            ),
-                        )
-                        .with_stored(crate::error::Stored::No)
-                        .with_retry_after(Duration::from_secs(1)));
-                    }
+                Err(Attempt::Refused(refusal)) if unsure => {
+                    return Err(refusal.with_stored(crate::error::Stored::Maybe));
                 }
+                Err(Attempt::Refused(refusal)) => return Err(refusal),
+                Err(Attempt::Lost(error)) => error,
+                Err(Attempt::Unsure(error)) => {
+                    unsure = true;
+                    error
+                }
+            };
+            // A fenced or failed producer cannot be used again.
+            *writer = None;
+            tracing::warn!(
+                topic = self.topic,
+                key,
+                attempt,
+                error = format!("{error:#}"),
+                "checked table write did not commit; starting again"
+            );
+            if attempt >= CHECKED_ATTEMPTS || tokio::time::Instant::now() >= deadline {
+                let (stored, outcome) = if unsure {
+                    (
+                        crate::error::Stored::Maybe,
+                        "it may have been applied: read it back before retrying",
+                    )
+                } else {
+                    (crate::error::Stored::No, "nothing was changed: retry")
+                };
+                return Err(ApiError::new(
+                    Code::KafkaUnavailable,
+                    format!(
+                        "the write to `{}` did not commit after {attempt} attempts ({error:#}); {outcome}",
+                        self.topic
+                    ),
+                )
+                .with_stored(stored)
+                .with_retry_after(Duration::from_secs(1)));
             }
         };
         drop(writer);
@@ -222,6 +261,7 @@ impl GlobalTable {
         key: &str,
         value: Option<&[u8]>,
         check: &impl Fn() -> Result<(), ApiError>,
+        committing: &AtomicBool,
     ) -> Result<i64, Attempt> {
         let producer = match writer {
             Some(producer) => Arc::clone(producer),
@@ -260,9 +300,10 @@ impl GlobalTable {
             .send(record, WRITER_CALL_TIMEOUT)
             .await
             .map_err(|(error, _)| Attempt::Lost(error.into()))?;
+        committing.store(true, Ordering::Relaxed);
         blocking(&producer, |p| p.commit_transaction(WRITER_CALL_TIMEOUT))
             .await
-            .map_err(Attempt::Lost)?;
+            .map_err(Attempt::Unsure)?;
         Ok(delivery.offset)
     }
 

@@ -81,6 +81,17 @@ async fn kafka_down_gives_503_quickly_and_recovers() {
             .to_string(),
     ];
 
+    // A route, so that changing it later needs nothing but its write.
+    let route =
+        json!({"owner": "t", "source": {"nouns": ["claim"]}, "destinations": ["portal.claims"]});
+    let response = client
+        .put(host.url("/v1/routes/outage-route"))
+        .json(&route)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
     tokio::task::spawn_blocking({
         let dir = dir.clone();
         move || stack("down", &dir)
@@ -128,6 +139,21 @@ async fn kafka_down_gives_503_quickly_and_recovers() {
     for result in body["results"].as_array().unwrap() {
         assert_eq!(result["error"]["code"], "kafka-unavailable");
     }
+
+    // A route change fails as plainly, within its own deadline.
+    let started = Instant::now();
+    let response = client
+        .put(host.url("/v1/routes/outage-route"))
+        .json(&route)
+        .send()
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert!(elapsed < Duration::from_secs(15), "503 took {elapsed:?}");
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "kafka-unavailable", "{problem}");
+    assert_eq!(problem["stored"], "no", "{problem}");
 
     // Kafka back: publishing works again without restarting the host.
     tokio::task::spawn_blocking({
