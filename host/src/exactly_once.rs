@@ -275,16 +275,19 @@ impl Loop {
 
     /// The loop's status now.
     ///
-    /// Also the loop's watchdog. Every transactional call has a timeout,
-    /// but librdkafka has been seen to block in
-    /// `send_offsets_to_transaction` well past it when the group
+    /// Also the loop's watchdog. Every transactional call has a timeout
+    /// (half the transaction timeout), but librdkafka has been seen to
+    /// block in `send_offsets_to_transaction` well past it when the group
     /// coordinator moves. The thread cannot be interrupted from outside;
-    /// what can be done is to say so: a commit that has run past twice the
-    /// transaction timeout (by then the broker has aborted the transaction
-    /// anyway) shows as `stalled_seconds`, is logged once, and turns
-    /// `/healthz` unhealthy, so a supervisor restarts the instance. No
-    /// record is lost: the partitions move to another instance when the
-    /// group drops this member, and this member's commits are fenced.
+    /// what can be done is to say so: one call of a commit that has run
+    /// past twice the transaction timeout (by then the broker has aborted
+    /// the transaction anyway) shows as `stalled_seconds`, is logged once,
+    /// and turns `/healthz` unhealthy, so a supervisor restarts the
+    /// instance. Retries of calls that time out (a broker that is down)
+    /// are not a stall. No record is lost: the Kafka client leaves the
+    /// group once the loop has not polled for `max.poll.interval.ms` (5
+    /// minutes), its partitions move to the other instances, and this
+    /// member's commits are fenced.
     pub fn status(&self) -> LoopStatus {
         let mut status = self.status.lock().expect("status lock").clone();
         let stalled = stalled_for(status.committing_since, Instant::now(), self.stall_after);
@@ -554,7 +557,8 @@ fn new_producer(
         // (against 5) cut the broker's CPU by about a fifth and raised the
         // benchmark's aggregation throughput by about 15%; 50 ms made
         // every commit wait out the linger. Before a commit, the wait for
-        // deliveries asks for the batches to go at once (`wait_delivered`).
+        // deliveries nudges the batches to go early (`wait_delivered`;
+        // not always heeded: a commit may still wait up to the linger).
         .set("linger.ms", "20")
         .set("partitioner", "murmur2_random")
         .set("message.max.bytes", MAX_TOPIC_RECORD_BYTES.to_string())
@@ -943,8 +947,10 @@ fn commit_watched(
     generation: Option<&ConsumerGroupMetadata>,
     timeout: Duration,
 ) -> anyhow::Result<Committed> {
-    status.lock().expect("status lock").committing_since = Some(Instant::now());
-    let committed = commit(transaction, generation, timeout);
+    // Each call into the Kafka client starts the clock again: retries of
+    // a call that keeps timing out are slow, not stuck.
+    let mark = || status.lock().expect("status lock").committing_since = Some(Instant::now());
+    let committed = commit(transaction, generation, timeout, &mark);
     status.lock().expect("status lock").committing_since = None;
     committed
 }
@@ -953,6 +959,7 @@ fn commit(
     transaction: &mut Transaction,
     generation: Option<&ConsumerGroupMetadata>,
     timeout: Duration,
+    mark: &dyn Fn(),
 ) -> anyhow::Result<Committed> {
     // One span for the commit, linked to every record span it commits; a
     // transaction of one trace's records also becomes part of that trace.
@@ -978,7 +985,7 @@ fn commit(
     }
     let _entered = span.enter();
     let started = Instant::now();
-    let committed = commit_unspanned(transaction, generation, timeout);
+    let committed = commit_unspanned(transaction, generation, timeout, mark);
     if committed.is_err() {
         span.record("otel.status_code", "ERROR");
     }
@@ -992,6 +999,7 @@ fn commit_unspanned(
     transaction: &mut Transaction,
     generation: Option<&ConsumerGroupMetadata>,
     timeout: Duration,
+    mark: &dyn Fn(),
 ) -> anyhow::Result<usize> {
     let mut offsets = TopicPartitionList::new();
     for ((topic, partition), next) in &transaction.next {
@@ -1002,6 +1010,7 @@ fn commit_unspanned(
         let metadata = generation
             .ok_or_else(|| anyhow::anyhow!("no partitions are assigned to this instance now"))?;
         retrying(|| {
+            mark();
             transaction
                 .producer
                 .send_offsets_to_transaction(&offsets, metadata, timeout)
@@ -1011,8 +1020,12 @@ fn commit_unspanned(
     // succeed: aborting it then and reading the records again would write
     // them twice, so a retriable failure is retried, never abandoned.
     let offsets_sent = started.elapsed();
+    mark();
     wait_delivered(&transaction.producer, timeout);
-    retrying(|| transaction.producer.commit_transaction(timeout))?;
+    retrying(|| {
+        mark();
+        transaction.producer.commit_transaction(timeout)
+    })?;
     tracing::debug!(
         group = transaction.group,
         first = ?transaction.first,

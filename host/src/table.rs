@@ -217,8 +217,11 @@ impl GlobalTable {
                     error
                 }
             };
-            // A fenced or failed producer cannot be used again.
-            *writer = None;
+            // A fenced or failed producer cannot be used again. Its drop
+            // flushes and destroys a Kafka client: not on an async worker.
+            if let Some(lost) = writer.take() {
+                tokio::task::spawn_blocking(move || drop(lost));
+            }
             tracing::warn!(
                 topic = self.topic,
                 key,
@@ -226,30 +229,54 @@ impl GlobalTable {
                 error = format!("{error:#}"),
                 "checked table write did not commit; starting again"
             );
-            if attempt >= CHECKED_ATTEMPTS || tokio::time::Instant::now() >= deadline {
-                let (stored, outcome) = if unsure {
-                    (
-                        crate::error::Stored::Maybe,
-                        "it may have been applied: read it back before retrying",
-                    )
-                } else {
-                    (crate::error::Stored::No, "nothing was changed: retry")
-                };
-                return Err(ApiError::new(
-                    Code::KafkaUnavailable,
-                    format!(
-                        "the write to `{}` did not commit after {attempt} attempts ({error:#}); {outcome}",
-                        self.topic
-                    ),
-                )
-                .with_stored(stored)
-                .with_retry_after(Duration::from_secs(1)));
+            let out_of_time = tokio::time::Instant::now() >= deadline;
+            if !out_of_time && attempt < CHECKED_ATTEMPTS {
+                // Most often another instance's writer fenced this one: its
+                // write may already decide the answer. Catching up and
+                // checking without a transaction refuses without fencing
+                // anyone; a short random pause keeps two writers from
+                // fencing each other in turn.
+                if let Ok(end) = end_offset_within(&self.kafka, &self.topic, 2).await
+                    && tokio::time::timeout_at(deadline, self.wait_applied(end))
+                        .await
+                        .is_ok_and(|applied| applied.is_ok())
+                    && let Err(refusal) = check()
+                {
+                    return Err(if unsure {
+                        refusal.with_stored(crate::error::Stored::Maybe)
+                    } else {
+                        refusal
+                    });
+                }
+                let jitter = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.subsec_nanos() % 200);
+                tokio::time::sleep(Duration::from_millis(20 + u64::from(jitter))).await;
+                continue;
             }
+            let (stored, outcome) = if unsure {
+                (
+                    crate::error::Stored::Maybe,
+                    "it may have been applied: read it back before retrying",
+                )
+            } else {
+                (crate::error::Stored::No, "nothing was changed: retry")
+            };
+            return Err(ApiError::new(
+                Code::KafkaUnavailable,
+                format!(
+                    "the write to `{}` did not commit after {attempt} attempts ({error:#}); {outcome}",
+                    self.topic
+                ),
+            )
+            .with_stored(stored)
+            .with_retry_after(Duration::from_secs(1)));
         };
-        drop(writer);
+        // Applied before the next write of this instance begins.
         self.wait_applied(offset + 1)
             .await
             .map_err(|error| ApiError::internal(&format!("{error:#}")))?;
+        drop(writer);
         Ok(offset)
     }
 
@@ -276,7 +303,7 @@ impl GlobalTable {
             .map_err(Attempt::Lost)?;
         // Everything committed before this transaction began, this
         // instance's own earlier writes and other instances' alike.
-        let end = end_offset(&self.kafka, &self.topic)
+        let end = end_offset_within(&self.kafka, &self.topic, 2)
             .await
             .map_err(Attempt::Lost)?;
         self.wait_applied(end).await.map_err(Attempt::Lost)?;
@@ -368,6 +395,11 @@ fn position_of(consumer: &BaseConsumer, topic: &str) -> Option<i64> {
 /// The end offset of a single-partition topic, retried while its leader is
 /// being elected (right after creation).
 pub async fn end_offset(kafka: &Kafka, topic: &str) -> anyhow::Result<i64> {
+    end_offset_within(kafka, topic, 40).await
+}
+
+/// [`end_offset`], asking at most `attempts` times (5 s each).
+async fn end_offset_within(kafka: &Kafka, topic: &str, attempts: u32) -> anyhow::Result<i64> {
     let probe: BaseConsumer = kafka
         .consumer_config(&format!("switchyard-table-{topic}"))
         .create()?;
@@ -377,7 +409,7 @@ pub async fn end_offset(kafka: &Kafka, topic: &str) -> anyhow::Result<i64> {
         loop {
             match probe.fetch_watermarks(&topic, 0, Duration::from_secs(5)) {
                 Ok((_, high)) => return Ok(high),
-                Err(error) if attempt < 40 => {
+                Err(error) if attempt + 1 < attempts => {
                     attempt += 1;
                     tracing::debug!(topic, %error, "waiting for the topic leader");
                     std::thread::sleep(Duration::from_millis(250));

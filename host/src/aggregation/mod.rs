@@ -273,6 +273,7 @@ pub async fn run(
             pending: PendingCounts::default(),
             call: None,
             window: None,
+            stopping: shutdown_rx.clone(),
         }));
         let config = LoopConfig {
             operation: "aggregate",
@@ -344,6 +345,12 @@ struct AggregateProcessor {
     call: Option<bool>,
     /// The recent calls of the running version, for pausing it.
     window: Option<Tracked>,
+    /// The aggregator's stop signal. The consumer's close hands the
+    /// partitions back through `revoked`, possibly while the host's runtime
+    /// is going away: announcing then would panic inside the Kafka
+    /// client's rebalance callback and leave the close waiting forever.
+    /// The directory forgets the group once the loops have ended.
+    stopping: watch::Receiver<bool>,
 }
 
 impl Processor for AggregateProcessor {
@@ -413,6 +420,9 @@ impl Processor for AggregateProcessor {
         }
         let owned: Vec<i32> = stores.keys().copied().collect();
         drop(stores);
+        if *self.stopping.borrow() {
+            return;
+        }
         self.handle
             .block_on(self.parts.directory.announce(&self.group, &owned));
     }
@@ -529,7 +539,7 @@ impl AggregateProcessor {
         let partition = message.partition();
         let time_ms = envelope.time.timestamp_millis();
         let settings = plugin.manifest().aggregate.clone();
-        let (slot, current) = {
+        let (slot, current, last_event_ms) = {
             let stores = self.stores.lock().expect("stores lock");
             let store = stores
                 .get(&partition)
@@ -551,7 +561,14 @@ impl AggregateProcessor {
                 .iter()
                 .filter_map(|joined| store.get(joined).map(|e| e.state.clone()))
                 .collect();
-            (slot, current)
+            // The latest event folded into any state the event joins: an
+            // out-of-order event must not make the result look idle.
+            let last_event_ms = slot
+                .joins
+                .iter()
+                .filter_map(|joined| store.get(joined).map(|e| e.last_event_ms))
+                .fold(time_ms, i64::max);
+            (slot, current, last_event_ms)
         };
         let event = crate::pipeline::plugin_event(message, &delivered);
         let mut window_config = Vec::new();
@@ -712,7 +729,7 @@ impl AggregateProcessor {
         let entry = new_state.map(|state| Entry {
             key: envelope.key.clone(),
             state,
-            last_event_ms: time_ms,
+            last_event_ms,
             window_start_ms: slot.window.map(|(start, _)| start),
             window_end_ms: slot.window.map(|(_, end)| end),
         });
