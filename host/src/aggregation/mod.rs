@@ -589,13 +589,17 @@ impl AggregateProcessor {
         let state = if let [earliest, later @ ..] = &current[..]
             && !later.is_empty()
         {
-            let window = slot.window.unwrap_or_default();
             let mut state = Some(earliest.get().to_string());
             for next in later {
                 state = match state {
                     None => Some(next.get().to_string()),
                     Some(earlier) => {
-                        match plugin.merge_sessions(&envelope.key, &earlier, next.get(), window) {
+                        match plugin.merge_sessions(
+                            &envelope.key,
+                            &earlier,
+                            next.get(),
+                            &window_config,
+                        ) {
                             Ok(state) => state,
                             Err(failure) => {
                                 tracing::warn!(plugin = plugin.label(), class = failure.class(), reason = %failure, "aggregator failed to merge sessions");

@@ -734,15 +734,31 @@ impl Plugin {
         let result = if extra_config.is_empty() {
             self.call_inner(event, state, &self.config)
         } else {
-            let mut config: Vec<ConfigEntry> = self
-                .config
-                .iter()
-                .filter(|entry| !extra_config.iter().any(|e| e.name == entry.name))
-                .cloned()
-                .collect();
-            config.extend_from_slice(extra_config);
-            self.call_inner(event, state, &config)
+            self.call_inner(event, state, &self.config_with(extra_config))
         };
+        self.finish(&span, started, result)
+    }
+
+    /// The manifest's configuration with `extra` added (a value named in
+    /// both is `extra`'s).
+    fn config_with(&self, extra: &[ConfigEntry]) -> Vec<ConfigEntry> {
+        let mut config: Vec<ConfigEntry> = self
+            .config
+            .iter()
+            .filter(|entry| !extra.iter().any(|e| e.name == entry.name))
+            .cloned()
+            .collect();
+        config.extend_from_slice(extra);
+        config
+    }
+
+    /// Counts a finished call and marks its span when it failed.
+    fn finish<T>(
+        &self,
+        span: &tracing::Span,
+        started: Instant,
+        result: Result<T, Failure>,
+    ) -> Result<T, Failure> {
         let micros = started.elapsed().as_micros() as u64;
         self.stats.record(result.as_ref().err(), micros);
         if let Err(failure) = &result {
@@ -754,13 +770,15 @@ impl Plugin {
 
     /// Merges the states of two sessions of `key` that an event joined
     /// (earlier session first), through a `session-aggregator`'s `merge`.
-    /// `window` is the merged session's bounds. Blocking.
+    /// `extra_config` is added as in [`Self::call_configured`]: the
+    /// aggregator gives the merged session's `window.start` and
+    /// `window.end`. Blocking.
     pub fn merge_sessions(
         &self,
         key: &str,
         earlier: &str,
         later: &str,
-        window: (i64, i64),
+        extra_config: &[ConfigEntry],
     ) -> Result<Option<String>, Failure> {
         let span = tracing::debug_span!(
             "plugin",
@@ -773,24 +791,8 @@ impl Plugin {
         );
         let _entered = span.enter();
         let started = Instant::now();
-        let mut config = self.config.clone();
-        config.retain(|entry| entry.name != "window.start" && entry.name != "window.end");
-        config.push(ConfigEntry {
-            name: "window.start".to_string(),
-            value: window.0.to_string(),
-        });
-        config.push(ConfigEntry {
-            name: "window.end".to_string(),
-            value: window.1.to_string(),
-        });
-        let result = self.merge_inner(key, earlier, later, &config);
-        self.stats
-            .record(result.as_ref().err(), started.elapsed().as_micros() as u64);
-        if let Err(failure) = &result {
-            span.record("otel.status_code", "ERROR");
-            span.record("error.type", failure.class());
-        }
-        result
+        let result = self.merge_inner(key, earlier, later, &self.config_with(extra_config));
+        self.finish(&span, started, result)
     }
 
     fn merge_inner(
