@@ -528,8 +528,58 @@ pub(crate) fn plugin_event(
     message: &BorrowedMessage<'_>,
     delivered: &subscribe::DeliveredEvent,
 ) -> plugin::Event {
+    event_of(
+        message,
+        plugin::Metadata {
+            id: delivered.id.clone(),
+            noun: delivered.noun.clone(),
+            verb: delivered.verb.clone(),
+            key: delivered.key.clone(),
+            time: delivered.time.clone(),
+            source: delivered.source.clone(),
+            headers: Vec::new(),
+            position: None,
+        },
+        delivered.object.to_string(),
+    )
+}
+
+/// The event a plugin is handed for a record whose envelope was read, with
+/// its object decoded straight to JSON text: what [`plugin_event`] gives
+/// for the record's [`subscribe::decode`], without the JSON tree in between
+/// (the aggregators' path, where that tree cost about a tenth of the
+/// thread).
+pub(crate) fn plugin_event_of(
+    registry: &Registry,
+    message: &BorrowedMessage<'_>,
+    envelope: &crate::envelope::Envelope,
+) -> Result<plugin::Event, String> {
+    let value = message.payload().ok_or("record has no value")?;
+    let (_, object) = subscribe::decode_value_text(registry, value)?;
+    Ok(event_of(
+        message,
+        plugin::Metadata {
+            id: envelope.id.clone(),
+            noun: envelope.noun.to_string(),
+            verb: envelope.verb.to_string(),
+            key: envelope.key.clone(),
+            time: envelope.time_rfc3339(),
+            source: envelope.source.clone(),
+            headers: Vec::new(),
+            position: None,
+        },
+        object,
+    ))
+}
+
+/// Completes an event's metadata with the record's headers and position.
+fn event_of(
+    message: &BorrowedMessage<'_>,
+    mut metadata: plugin::Metadata,
+    object: String,
+) -> plugin::Event {
     use rdkafka::message::Headers;
-    let headers = message
+    metadata.headers = message
         .headers()
         .map(|headers| {
             headers
@@ -541,23 +591,12 @@ pub(crate) fn plugin_event(
                 .collect()
         })
         .unwrap_or_default();
-    plugin::Event {
-        metadata: plugin::Metadata {
-            id: delivered.id.clone(),
-            noun: delivered.noun.clone(),
-            verb: delivered.verb.clone(),
-            key: delivered.key.clone(),
-            time: delivered.time.clone(),
-            source: delivered.source.clone(),
-            headers,
-            position: Some(plugin::Position {
-                topic: message.topic().to_string(),
-                partition: message.partition(),
-                offset: message.offset(),
-            }),
-        },
-        object: delivered.object.to_string(),
-    }
+    metadata.position = Some(plugin::Position {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+    });
+    plugin::Event { metadata, object }
 }
 
 /// Writes the original record, unchanged, to the dead-letter topic with

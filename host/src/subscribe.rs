@@ -386,6 +386,19 @@ pub fn decode_value(registry: &Registry, value: &[u8]) -> Result<(u32, serde_jso
     Ok((schema_id, object))
 }
 
+/// Decodes a Confluent-framed Avro value into its schema id and JSON text
+/// (the text of [`decode_value`]'s JSON, without building it: what a
+/// plugin is handed).
+pub fn decode_value_text(registry: &Registry, value: &[u8]) -> Result<(u32, String), String> {
+    let (schema_id, body) = avro::unframe(value).map_err(|e| e.to_string())?;
+    let schema = registry
+        .by_id(schema_id)
+        .ok_or_else(|| format!("schema id {schema_id} is not in the registry"))?;
+    let object = avro::decode_exact_to_text(&schema.schema, body)
+        .map_err(|e| format!("avro body does not match schema {schema_id}: {e}"))?;
+    Ok((schema_id, object))
+}
+
 /// Decodes a record into the event subscribers see.
 pub fn decode(
     registry: &Registry,

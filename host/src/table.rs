@@ -89,13 +89,8 @@ impl GlobalTable {
     /// applying new records on a thread of its own.
     pub async fn start(kafka: Arc<Kafka>, topic: &str, mut apply: Apply) -> anyhow::Result<Self> {
         kafka.ensure_topic(topic, TopicKind::CompactedState).await?;
-        let consumer: BaseConsumer = kafka
-            .consumer_config(&format!("switchyard-table-{topic}"))
-            .create()?;
-        let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
-        consumer.assign(&assignment)?;
-        let high = end_offset(&kafka, topic).await?;
+        let (consumer, high) =
+            open_reader(&kafka, &format!("switchyard-table-{topic}"), topic).await?;
         let (applied_tx, applied_rx) = watch::channel(0_i64);
         let name = topic.to_string();
         std::thread::Builder::new()
@@ -392,6 +387,56 @@ fn position_of(consumer: &BaseConsumer, topic: &str) -> Option<i64> {
         .to_raw()
 }
 
+/// A consumer of a single-partition topic, assigned from its beginning,
+/// and the topic's end offset when it was made: what a reader needs to
+/// load a table.
+///
+/// The end is asked through the reader itself, before it is assigned: the
+/// answer brings the partition's leader with it, so the reader fetches at
+/// once. Assigned first, a fresh consumer found no leader yet and waited
+/// out librdkafka's offset-query backoff (about half a second, at every
+/// start of every table); and a separate probe consumer took another tenth
+/// of a second to close.
+pub async fn open_reader(
+    kafka: &Kafka,
+    group: &str,
+    topic: &str,
+) -> anyhow::Result<(BaseConsumer, i64)> {
+    let consumer: BaseConsumer = kafka.consumer_config(group).create()?;
+    let name = topic.to_string();
+    let (consumer, high) = tokio::task::spawn_blocking(move || {
+        let high = watermark_retrying(&consumer, &name, 40)?;
+        Ok::<_, rdkafka::error::KafkaError>((consumer, high))
+    })
+    .await??;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    Ok((consumer, high))
+}
+
+/// The end offset of partition 0 of `topic`, asked at most `attempts`
+/// times (5 s each), a quarter second apart: right after a topic is
+/// created its leader may still be being elected. Blocking.
+fn watermark_retrying(
+    consumer: &BaseConsumer,
+    topic: &str,
+    attempts: u32,
+) -> Result<i64, rdkafka::error::KafkaError> {
+    let mut attempt = 0;
+    loop {
+        match consumer.fetch_watermarks(topic, 0, Duration::from_secs(5)) {
+            Ok((_, high)) => return Ok(high),
+            Err(error) if attempt + 1 < attempts => {
+                attempt += 1;
+                tracing::debug!(topic, %error, attempt, "waiting for the topic leader");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// The end offset of a single-partition topic, retried while its leader is
 /// being elected (right after creation).
 pub async fn end_offset(kafka: &Kafka, topic: &str) -> anyhow::Result<i64> {
@@ -404,19 +449,5 @@ async fn end_offset_within(kafka: &Kafka, topic: &str, attempts: u32) -> anyhow:
         .consumer_config(&format!("switchyard-table-{topic}"))
         .create()?;
     let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut attempt = 0;
-        loop {
-            match probe.fetch_watermarks(&topic, 0, Duration::from_secs(5)) {
-                Ok((_, high)) => return Ok(high),
-                Err(error) if attempt + 1 < attempts => {
-                    attempt += 1;
-                    tracing::debug!(topic, %error, "waiting for the topic leader");
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-    })
-    .await?
+    Ok(tokio::task::spawn_blocking(move || watermark_retrying(&probe, &topic, attempts)).await??)
 }

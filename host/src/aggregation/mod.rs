@@ -55,7 +55,6 @@ use crate::plugin::auto_pause::Tracked;
 use crate::plugin::{ConfigEntry, Output, Plugin};
 use crate::publish::{EventInput, Publisher};
 use crate::registry::Registry;
-use crate::subscribe;
 
 /// What aggregators need from the host.
 pub struct AggregationParts {
@@ -366,13 +365,15 @@ impl Processor for AggregateProcessor {
             .kafka
             .consumer_config(&format!("{}-restore", self.group));
         let within = Duration::from_millis(self.parts.config.transaction_timeout_ms * 3);
-        for partition in &wanted {
-            // Always from the changelog: a store already in the map may be
-            // another loop's, stale since that loop lost the partition.
-            // A partition that cannot be restored is not processed with
-            // empty state: the store stays missing, and `process` fails its
-            // records, so they are read again after the next rebalance.
-            match state::restore(&consumer_config, &self.changelog, *partition, within) {
+        // Always from the changelog: a store already in the map may be
+        // another loop's, stale since that loop lost the partition. A
+        // partition that cannot be restored is not processed with empty
+        // state: the store stays missing, and `process` fails its records,
+        // so they are read again after the next rebalance.
+        for (partition, restored) in
+            state::restore(&consumer_config, &self.changelog, &wanted, within)
+        {
+            match restored {
                 Ok(mut store) => {
                     store.owner = self.loop_id;
                     tracing::info!(
@@ -384,10 +385,10 @@ impl Processor for AggregateProcessor {
                     self.stores
                         .lock()
                         .expect("stores lock")
-                        .insert(*partition, store);
+                        .insert(partition, store);
                 }
                 Err(error) => {
-                    self.stores.lock().expect("stores lock").remove(partition);
+                    self.stores.lock().expect("stores lock").remove(&partition);
                     tracing::error!(
                         group = self.group,
                         partition,
@@ -530,8 +531,9 @@ impl AggregateProcessor {
         {
             return Ok(());
         }
-        let delivered = match subscribe::decode(&self.parts.registry, message) {
-            Ok(delivered) => delivered,
+        let event = match crate::pipeline::plugin_event_of(&self.parts.registry, message, &envelope)
+        {
+            Ok(event) => event,
             Err(reason) => {
                 return self.dead_letter(&plugin, message, outbox, "undecodable", &reason);
             }
@@ -570,7 +572,6 @@ impl AggregateProcessor {
                 .fold(time_ms, i64::max);
             (slot, current, last_event_ms)
         };
-        let event = crate::pipeline::plugin_event(message, &delivered);
         let mut window_config = Vec::new();
         if let Some((start, end)) = slot.window {
             window_config.push(ConfigEntry {
@@ -670,11 +671,12 @@ impl AggregateProcessor {
                 }
             };
             let mut extensions = crate::trace_context::derived(&tracing::Span::current(), |name| {
-                delivered
+                // The first header of that name with a value, as text.
+                envelope
                     .extensions
-                    .get(name)
-                    .and_then(|v| v.as_str())
-                    .map(|v| v.as_bytes().to_vec())
+                    .iter()
+                    .find_map(|(n, v)| v.as_deref().filter(|_| n == name))
+                    .map(|v| String::from_utf8_lossy(v).into_owned().into_bytes())
             });
             extensions.push((
                 "causationid".to_string(),

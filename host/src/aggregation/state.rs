@@ -9,10 +9,9 @@
 //! partition) decides when windows close and idle entries expire, so the
 //! outcome depends on the events only, not on when they are processed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -335,45 +334,108 @@ impl PartitionStore {
     }
 }
 
-/// Rebuilds one partition's store from its changelog partition, reading in
-/// `read_committed` mode up to the end. Waits for a previous owner's open
-/// transaction to end (aborted by fencing or by its timeout), up to
-/// `within`.
+/// Rebuilds the stores of `partitions` from their changelog partitions,
+/// reading in `read_committed` mode up to the end. Waits for a previous
+/// owner's open transaction to end (aborted by fencing or by its timeout),
+/// up to `within`. One consumer reads every partition: a consumer per
+/// partition cost a connection and a metadata round trip each (about a
+/// tenth of a second per partition at start-up). Each partition has its
+/// own result: one that cannot be restored does not hold up the others.
 pub fn restore(
     consumer_config: &rdkafka::ClientConfig,
     changelog: &str,
-    partition: i32,
+    partitions: &[i32],
     within: Duration,
-) -> anyhow::Result<PartitionStore> {
-    let consumer: BaseConsumer = consumer_config.create()?;
-    let (low, high) = consumer
-        .fetch_watermarks(changelog, partition, Duration::from_secs(10))
-        .with_context(|| format!("cannot read the end of `{changelog}` partition {partition}"))?;
-    let mut store = PartitionStore::default();
-    if high <= low {
-        return Ok(store);
-    }
+) -> Vec<(i32, anyhow::Result<PartitionStore>)> {
+    let consumer: BaseConsumer = match consumer_config.create() {
+        Ok(consumer) => consumer,
+        Err(error) => {
+            return partitions
+                .iter()
+                .map(|p| (*p, Err(anyhow::anyhow!("cannot make a consumer: {error}"))))
+                .collect();
+        }
+    };
+    let mut results: BTreeMap<i32, anyhow::Result<PartitionStore>> = BTreeMap::new();
+    // Partitions still being read, with the offset where each ends.
+    let mut reading: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut stores: BTreeMap<i32, PartitionStore> = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(changelog, partition, Offset::Beginning)?;
-    consumer.assign(&assignment)?;
+    for &partition in partitions {
+        match consumer.fetch_watermarks(changelog, partition, Duration::from_secs(10)) {
+            Ok((low, high)) if high <= low => {
+                results.insert(partition, Ok(PartitionStore::default()));
+            }
+            Ok((_, high)) => {
+                reading.insert(partition, high);
+                stores.insert(partition, PartitionStore::default());
+                if let Err(error) =
+                    assignment.add_partition_offset(changelog, partition, Offset::Beginning)
+                {
+                    results.insert(partition, Err(error.into()));
+                    reading.remove(&partition);
+                }
+            }
+            Err(error) => {
+                results.insert(
+                    partition,
+                    Err(anyhow::Error::new(error).context(format!(
+                        "cannot read the end of `{changelog}` partition {partition}"
+                    ))),
+                );
+            }
+        }
+    }
+    if !reading.is_empty()
+        && let Err(error) = consumer.assign(&assignment)
+    {
+        for partition in std::mem::take(&mut reading).into_keys() {
+            results.insert(partition, Err(anyhow::anyhow!("cannot assign: {error}")));
+        }
+    }
     let started = Instant::now();
-    loop {
-        let position = consumer
-            .position()?
-            .find_partition(changelog, partition)
-            .and_then(|e| e.offset().to_raw())
-            .unwrap_or(0);
-        if position >= high {
+    while !reading.is_empty() {
+        if let Ok(positions) = consumer.position() {
+            reading.retain(|partition, high| {
+                let position = positions
+                    .find_partition(changelog, *partition)
+                    .and_then(|e| e.offset().to_raw())
+                    .unwrap_or(0);
+                let done = position >= *high;
+                if done && let Some(store) = stores.remove(partition) {
+                    results.insert(*partition, Ok(store));
+                }
+                !done
+            });
+        }
+        if reading.is_empty() {
             break;
         }
-        anyhow::ensure!(
-            started.elapsed() < within,
-            "`{changelog}` partition {partition} did not reach offset {high} within {within:?} (position {position})"
-        );
+        if started.elapsed() >= within {
+            for (partition, high) in std::mem::take(&mut reading) {
+                results.insert(
+                    partition,
+                    Err(anyhow::anyhow!(
+                        "`{changelog}` partition {partition} did not reach offset {high} within {within:?}"
+                    )),
+                );
+            }
+            break;
+        }
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let message = message?;
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::debug!(changelog, %error, "restore read failed; retrying");
+                continue;
+            }
+        };
+        let partition = message.partition();
+        let Some(store) = stores.get_mut(&partition) else {
+            continue;
+        };
         let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else {
             continue;
         };
@@ -381,19 +443,27 @@ pub fn restore(
             None => {
                 store.remove(key);
             }
-            Some(value) => {
-                let entry: Entry = serde_json::from_slice(value).with_context(|| {
-                    format!(
-                        "`{changelog}` partition {partition} offset {} is not a state entry",
-                        message.offset()
-                    )
-                })?;
-                store.stream_time_ms = store.stream_time_ms.max(entry.last_event_ms);
-                store.insert(key.to_string(), entry);
-            }
+            Some(value) => match serde_json::from_slice::<Entry>(value) {
+                Ok(entry) => {
+                    store.stream_time_ms = store.stream_time_ms.max(entry.last_event_ms);
+                    store.insert(key.to_string(), entry);
+                }
+                Err(error) => {
+                    // This partition cannot be restored; stop reading it.
+                    stores.remove(&partition);
+                    reading.remove(&partition);
+                    results.insert(
+                        partition,
+                        Err(anyhow::Error::new(error).context(format!(
+                            "`{changelog}` partition {partition} offset {} is not a state entry",
+                            message.offset()
+                        ))),
+                    );
+                }
+            },
         }
     }
-    Ok(store)
+    results.into_iter().collect()
 }
 
 #[cfg(test)]

@@ -118,6 +118,35 @@ pub fn decode_exact(schema: &Schema, mut input: &[u8]) -> Result<Value, DecodeEr
     Ok(value)
 }
 
+/// Decodes exactly one value of `schema` from `input` as JSON text: the
+/// text of [`decode_exact`]'s value, without building it. Records, arrays
+/// and strings, the bulk of an event, are written as they are read; maps
+/// and unions (whose rendering depends on the whole value) and the other
+/// scalars go through a [`Value`] of their own.
+pub fn decode_exact_to_text(schema: &Schema, mut input: &[u8]) -> Result<String, DecodeError> {
+    let decoder = Decoder {
+        schema,
+        zero_size_budget: std::cell::Cell::new(MAX_ZERO_SIZE_ITEMS),
+    };
+    let mut out = Vec::with_capacity(input.len() * 2 + 16);
+    decoder.write(schema.root(), &mut input, &Path::Root, 0, &mut out)?;
+    if !input.is_empty() {
+        return Err(DecodeError::at(
+            &Path::Root,
+            DecodeErrorKind::TrailingBytes(input.len()),
+        ));
+    }
+    // Only valid UTF-8 was written: strings were checked, the rest is
+    // serde_json's output.
+    Ok(String::from_utf8(out).expect("json text is utf-8"))
+}
+
+/// Appends `value` as JSON text (serde_json's own rendering, as `Display`
+/// of a [`Value`] gives it).
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("writing json to memory does not fail");
+}
+
 /// Reads a zig-zag varint `long`.
 pub(crate) fn read_long(input: &mut &[u8]) -> Result<i64, DecodeErrorKind> {
     let mut n: u64 = 0;
@@ -232,6 +261,92 @@ impl Decoder<'_> {
             NodeKind::Union(branches) => self.union(branches, input, path, depth),
             _ => self.scalar(id, input, path),
         }
+    }
+
+    /// [`Self::value`], written as JSON text to `out`.
+    fn write(
+        &self,
+        id: NodeId,
+        input: &mut &[u8],
+        path: &Path<'_>,
+        depth: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::at(path, DecodeErrorKind::TooDeep(MAX_DEPTH)));
+        }
+        match &self.schema.node(id).kind {
+            NodeKind::Record(r) => {
+                out.push(b'{');
+                // Field names are unique within a record (the schema parser
+                // refuses duplicates), so none overwrites another as it
+                // would in a map.
+                for (i, f) in r.fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_json(out, f.name.as_str());
+                    out.push(b':');
+                    self.write(f.schema, input, &Path::Field(path, &f.name), depth + 1, out)?;
+                }
+                out.push(b'}');
+                Ok(())
+            }
+            NodeKind::Array(items) => self.write_array(*items, input, path, depth, out),
+            NodeKind::String if self.schema.node(id).logical.is_none() => {
+                let b = read_bytes(input).map_err(|kind| DecodeError::at(path, kind))?;
+                let text = std::str::from_utf8(b)
+                    .map_err(|_| DecodeError::at(path, DecodeErrorKind::InvalidUtf8))?;
+                write_json(out, text);
+                Ok(())
+            }
+            _ => {
+                let value = self.value(id, input, path, depth)?;
+                write_json(out, &value);
+                Ok(())
+            }
+        }
+    }
+
+    /// [`Self::array`], written as JSON text to `out`.
+    fn write_array(
+        &self,
+        items: NodeId,
+        input: &mut &[u8],
+        path: &Path<'_>,
+        depth: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), DecodeError> {
+        let err = |kind| DecodeError::at(path, kind);
+        let zero_size = self.schema.is_zero_size(items);
+        let mut written = 0_usize;
+        out.push(b'[');
+        loop {
+            let count = self.block_count(input, path)?;
+            if count == 0 {
+                break;
+            }
+            let limit = if zero_size {
+                self.zero_size_budget.get()
+            } else {
+                input.len() as u64
+            };
+            if count > limit {
+                return Err(err(DecodeErrorKind::LengthTooLarge(count as i64)));
+            }
+            if zero_size {
+                self.zero_size_budget.set(limit - count);
+            }
+            for _ in 0..count {
+                if written > 0 {
+                    out.push(b',');
+                }
+                self.write(items, input, &Path::Index(path, written), depth + 1, out)?;
+                written += 1;
+            }
+        }
+        out.push(b']');
+        Ok(())
     }
 
     fn array(

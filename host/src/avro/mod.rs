@@ -8,7 +8,9 @@
 //!   Form and the CRC-64-AVRO (Rabin) fingerprint;
 //! - [`encode_json`]: plain JSON to Avro binary;
 //! - [`decode_to_json`] / [`decode_exact`]: Avro binary to plain JSON (the
-//!   same shape [`encode_json`] accepts, so the two round-trip);
+//!   same shape [`encode_json`] accepts, so the two round-trip), and
+//!   [`decode_exact_to_text`], the same as JSON text without the tree in
+//!   between (what plugins are handed);
 //! - [`frame`] / [`unframe`]: the Confluent schema-registry wire format;
 //! - [`read_container`]: object container files (codecs `null` and
 //!   `deflate`);
@@ -40,7 +42,9 @@ mod wire;
 mod tests;
 
 pub use container::{ContainerError, read_container};
-pub use decode::{DecodeError, DecodeErrorKind, decode_exact, decode_to_json};
+pub use decode::{
+    DecodeError, DecodeErrorKind, decode_exact, decode_exact_to_text, decode_to_json,
+};
 pub use encode::{EncodeError, encode_json};
 pub use resolve::{
     ResolveError, ResolveErrorKind, Resolver, decode_resolved, decode_resolved_exact,

@@ -28,6 +28,12 @@ fn round_trip(s: &Schema, v: &Value) -> Vec<u8> {
     let bytes = encode_json(s, v).unwrap_or_else(|e| panic!("encode {v}: {e}"));
     let back = decode_exact(s, &bytes).unwrap_or_else(|e| panic!("decode {v}: {e}"));
     assert_eq!(&back, v, "decode(encode(v)) != v");
+    let text = decode_exact_to_text(s, &bytes).unwrap_or_else(|e| panic!("decode {v}: {e}"));
+    assert_eq!(
+        text,
+        back.to_string(),
+        "text decoding differs from the value's text"
+    );
     let again = encode_json(s, &back).expect("re-encode");
     assert_eq!(again, bytes, "encode(decode(x)) != x");
     bytes
@@ -1071,4 +1077,43 @@ fn identity_form_ignores_spelling_but_keeps_meaning() {
             r#"{"type":"record","name":"R","fields":[{"name":"m","type":{"type":"map","values":"int"},"default":{"b":2,"a":1}}]}"#
         )
     );
+}
+
+/// Decoding straight to JSON text gives what decoding to a value and
+/// printing it gives, on good input and bad: every truncation and many
+/// single-byte corruptions of a value of the interop schema (records,
+/// arrays, maps, unions, every scalar).
+#[test]
+fn text_decoding_matches_the_value_on_any_input() {
+    let interop = schema(&String::from_utf8(read(data!("avro__schemas__interop.avsc"))).unwrap());
+    let value = json!({
+        "intField": -7, "longField": 1_234_567_890_123_i64, "stringField": "quote \" tab \t é 😀",
+        "boolField": true, "floatField": 1.5, "doubleField": -2.25e-300, "bytesField": "\u{0}\u{ff}",
+        "nullField": null, "arrayField": [1.0, -0.0, 1e300],
+        "mapField": {"a": {"label": "x"}, "b": {"label": "y"}},
+        "unionField": 3.5, "enumField": "B", "fixedField": "0123456789abcdef",
+        "recordField": {"label": "root", "children": [
+            {"label": "leaf", "children": []},
+            {"label": "inner", "children": [{"label": "deep", "children": []}]}
+        ]}
+    });
+    let bytes = round_trip(&interop, &value);
+    let both = |input: &[u8]| {
+        let text = decode_exact_to_text(&interop, input);
+        let tree = decode_exact(&interop, input).map(|v| v.to_string());
+        assert_eq!(text, tree, "input {input:?}");
+        text.is_ok()
+    };
+    let mut decoded = 0;
+    for end in 0..=bytes.len() {
+        decoded += usize::from(both(&bytes[..end]));
+    }
+    assert_eq!(decoded, 1, "only the whole input decodes");
+    for at in 0..bytes.len() {
+        for replacement in [0x00, 0x01, 0x02, 0x7f, 0x80, 0xc3, 0xff] {
+            let mut corrupt = bytes.clone();
+            corrupt[at] = replacement;
+            both(&corrupt);
+        }
+    }
 }

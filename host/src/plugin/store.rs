@@ -192,11 +192,8 @@ impl PluginStore {
         let state = Arc::new(RwLock::new(BTreeMap::new()));
         let (applied_tx, applied_rx) = watch::channel(0_i64);
         let (changes_tx, changes_rx) = watch::channel(0_u64);
-        let consumer: BaseConsumer = kafka.consumer_config("switchyard-plugin-store").create()?;
-        let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(PLUGINS_TOPIC, 0, Offset::Beginning)?;
-        consumer.assign(&assignment)?;
-        let high = crate::table::end_offset(&kafka, PLUGINS_TOPIC).await?;
+        let (consumer, high) =
+            crate::table::open_reader(&kafka, "switchyard-plugin-store", PLUGINS_TOPIC).await?;
         let reader_state = Arc::clone(&state);
         std::thread::Builder::new()
             .name("plugin-store-reader".to_string())

@@ -40,9 +40,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Message, OwnedHeaders};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 
@@ -441,35 +440,9 @@ impl Registry {
         let state = Arc::new(RwLock::new(State::default()));
         let (applied_tx, applied_rx) = watch::channel(0_i64);
 
-        let consumer: BaseConsumer = kafka
-            .consumer_config("switchyard-registry")
-            .create()
-            .context("cannot create the registry reader")?;
-        let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
-        consumer.assign(&assignment)?;
-        let high = {
-            let topic = topic.to_string();
-            let probe: BaseConsumer = kafka.consumer_config("switchyard-registry").create()?;
-            // A topic created a moment ago may not have a leader yet, so
-            // the first fetches can fail; retry for a while.
-            tokio::task::spawn_blocking(move || {
-                let mut attempt = 0;
-                loop {
-                    match probe.fetch_watermarks(&topic, 0, Duration::from_secs(5)) {
-                        Ok(marks) => return Ok(marks),
-                        Err(error) if attempt < 40 => {
-                            attempt += 1;
-                            tracing::debug!(topic, %error, attempt, "waiting for the schemas topic leader");
-                            std::thread::sleep(Duration::from_millis(250));
-                        }
-                        Err(error) => return Err(error),
-                    }
-                }
-            })
-            .await??
-            .1
-        };
+        let (consumer, high) = crate::table::open_reader(&kafka, "switchyard-registry", topic)
+            .await
+            .context("cannot start the registry reader")?;
 
         let reader_state = Arc::clone(&state);
         let reader_topic = topic.to_string();
