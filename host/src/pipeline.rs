@@ -32,7 +32,7 @@ use crate::kafka::{Kafka, TopicKind};
 use crate::nvo::check_topic;
 use crate::plugin::auto_pause::AutoPause;
 use crate::plugin::{self, Failure, Output, Plugin};
-use crate::publish::{EventInput, Publisher};
+use crate::publish::{EventInput, PrepareTextError, Publisher};
 use crate::registry::Registry;
 use crate::subscribe;
 
@@ -390,18 +390,6 @@ async fn handle(
         Output::Events(events) => {
             let mut prepared = Vec::with_capacity(events.len());
             for (index, emitted) in events.into_iter().enumerate() {
-                let object = match serde_json::from_str(&emitted.object) {
-                    Ok(object) => object,
-                    Err(error) => {
-                        return refuse(
-                            ctx,
-                            plugin,
-                            message,
-                            format!("event {index} has an object that is not JSON: {error}"),
-                        )
-                        .await;
-                    }
-                };
                 let mut extensions =
                     crate::trace_context::derived(&tracing::Span::current(), |name| {
                         header_value(message, name)
@@ -418,18 +406,21 @@ async fn handle(
                     noun: emitted.noun,
                     verb: emitted.verb,
                     key: emitted.key,
-                    object,
                     source: Some(format!("/switchyard/plugin/{}", plugin.manifest().name)),
                     extensions,
                     ..EventInput::default()
                 };
-                match ctx.publisher.prepare(input) {
-                    Ok(ready) => prepared.push(ready),
-                    Err(error) => {
-                        return refuse(ctx, plugin, message, format!("event {index}: {error}"))
-                            .await;
+                let reason = match ctx.publisher.prepare_text(input, &emitted.object) {
+                    Ok(ready) => {
+                        prepared.push(ready);
+                        continue;
                     }
-                }
+                    Err(PrepareTextError::NotJson(error)) => {
+                        format!("event {index} has an object that is not JSON: {error}")
+                    }
+                    Err(PrepareTextError::Invalid(error)) => format!("event {index}: {error}"),
+                };
+                return refuse(ctx, plugin, message, reason).await;
             }
             let count = prepared.len();
             for ready in prepared {

@@ -95,6 +95,37 @@ pub struct Publisher {
     idempotency: Idempotency,
 }
 
+/// Why [`Publisher::prepare_text`] refused an object.
+#[derive(Debug)]
+pub enum PrepareTextError {
+    /// The text is not JSON.
+    NotJson(serde_json::Error),
+    /// The event is not valid (as [`Publisher::prepare`] says).
+    Invalid(ApiError),
+}
+
+/// The span of checking and encoding one event.
+fn validate_span(input: &EventInput) -> tracing::Span {
+    tracing::debug_span!(
+        "validate",
+        noun = %input.noun,
+        verb = %input.verb,
+        schema.id = Empty,
+        otel.status_code = Empty,
+        error.type = Empty,
+    )
+}
+
+/// Marks a validate span with its outcome.
+fn record_validated(span: &tracing::Span, prepared: &Result<Prepared, ApiError>) {
+    match prepared {
+        Ok(prepared) => {
+            span.record("schema.id", prepared.schema_id);
+        }
+        Err(error) => failed(span, error),
+    }
+}
+
 impl Publisher {
     /// A publisher over these clients and this catalog.
     pub fn new(kafka: Arc<Kafka>, catalog: Arc<Catalog>) -> Publisher {
@@ -107,31 +138,64 @@ impl Publisher {
 
     /// Checks and encodes an event without writing it.
     pub fn prepare(&self, input: EventInput) -> Result<Prepared, ApiError> {
-        let span = tracing::debug_span!(
-            "validate",
-            noun = %input.noun,
-            verb = %input.verb,
-            schema.id = Empty,
-            otel.status_code = Empty,
-            error.type = Empty,
-        );
+        let span = validate_span(&input);
         let _entered = span.enter();
         let prepared = self.prepare_unspanned(input);
+        record_validated(&span, &prepared);
+        prepared
+    }
+
+    /// [`Self::prepare`] for an object given as JSON text (`input.object`
+    /// is not read): what a plugin's output is. The text is encoded
+    /// straight to Avro when [`avro::encode_json_text`] can vouch for the
+    /// result; otherwise it is parsed and prepared as [`Self::prepare`]
+    /// does, which words any error. Either way the outcome is the same.
+    pub fn prepare_text(
+        &self,
+        mut input: EventInput,
+        object: &str,
+    ) -> Result<Prepared, PrepareTextError> {
+        let span = validate_span(&input);
+        let _entered = span.enter();
+        let resolved = self.resolve(&input).ok();
+        let body = resolved
+            .as_ref()
+            .and_then(|(_, _, schema)| avro::encode_json_text(&schema.schema, object));
+        let prepared = match (resolved, body) {
+            (Some((noun, verb, schema)), Some(body)) => self
+                .assemble(input, noun, verb, &schema, &body)
+                .map_err(PrepareTextError::Invalid),
+            _ => {
+                input.object = serde_json::from_str(object).map_err(PrepareTextError::NotJson)?;
+                self.prepare_unspanned(input)
+                    .map_err(PrepareTextError::Invalid)
+            }
+        };
         match &prepared {
             Ok(prepared) => {
                 span.record("schema.id", prepared.schema_id);
             }
-            Err(error) => failed(&span, error),
+            Err(PrepareTextError::Invalid(error)) => failed(&span, error),
+            Err(PrepareTextError::NotJson(_)) => {}
         }
         prepared
     }
 
-    fn prepare_unspanned(&self, input: EventInput) -> Result<Prepared, ApiError> {
+    /// The event's noun, verb and schema, checked along with its key.
+    fn resolve(
+        &self,
+        input: &EventInput,
+    ) -> Result<(Noun, Verb, Arc<crate::registry::RegisteredSchema>), ApiError> {
         let stored_no = |error: ApiError| error.with_stored(Stored::No);
         let noun = Noun::parse(&input.noun).map_err(stored_no)?;
         let verb = Verb::parse(&input.verb).map_err(stored_no)?;
         check_key(&input.key).map_err(stored_no)?;
         let schema = self.catalog.schema_for(&noun, &verb).map_err(stored_no)?;
+        Ok((noun, verb, schema))
+    }
+
+    fn prepare_unspanned(&self, input: EventInput) -> Result<Prepared, ApiError> {
+        let (noun, verb, schema) = self.resolve(&input)?;
         let body = avro::encode_json(&schema.schema, &input.object).map_err(|error| {
             ApiError::new(
                 Code::SchemaViolation,
@@ -143,7 +207,21 @@ impl Publisher {
             .with_field(object_path(error.path()))
             .with_stored(Stored::No)
         })?;
-        let value = avro::frame(schema.id, &body);
+        self.assemble(input, noun, verb, &schema, &body)
+    }
+
+    /// The rest of preparing an event whose object is encoded (`body`):
+    /// framing, envelope, ids and size checks.
+    fn assemble(
+        &self,
+        input: EventInput,
+        noun: Noun,
+        verb: Verb,
+        schema: &crate::registry::RegisteredSchema,
+        body: &[u8],
+    ) -> Result<Prepared, ApiError> {
+        let stored_no = |error: ApiError| error.with_stored(Stored::No);
+        let value = avro::frame(schema.id, body);
 
         let source = input
             .source

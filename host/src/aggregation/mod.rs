@@ -53,7 +53,7 @@ use crate::kafka::{Kafka, TopicKind};
 use crate::pipeline::dlq;
 use crate::plugin::auto_pause::Tracked;
 use crate::plugin::{ConfigEntry, Output, Plugin};
-use crate::publish::{EventInput, Publisher};
+use crate::publish::{EventInput, PrepareTextError, Publisher};
 use crate::registry::Registry;
 
 /// What aggregators need from the host.
@@ -657,19 +657,6 @@ impl AggregateProcessor {
         // Every output must be valid before anything is written.
         let mut prepared = Vec::with_capacity(emitted.len());
         for (index, out) in emitted.into_iter().enumerate() {
-            let object = match serde_json::from_str(&out.object) {
-                Ok(object) => object,
-                Err(error) => {
-                    plugin.stats().record_refused_output();
-                    return self.dead_letter(
-                        &plugin,
-                        message,
-                        outbox,
-                        "invalid-output",
-                        &format!("event {index} has an object that is not JSON: {error}"),
-                    );
-                }
-            };
             let mut extensions = crate::trace_context::derived(&tracing::Span::current(), |name| {
                 // The first header of that name with a value, as text.
                 envelope
@@ -690,25 +677,26 @@ impl AggregateProcessor {
                 noun: out.noun,
                 verb: out.verb,
                 key: out.key,
-                object,
                 source: Some(format!("/switchyard/plugin/{}", plugin.manifest().name)),
                 time: Some(envelope.time),
                 extensions,
                 ..EventInput::default()
             };
-            match self.parts.publisher.prepare(input) {
-                Ok(ready) => prepared.push(ready),
-                Err(error) => {
-                    plugin.stats().record_refused_output();
-                    return self.dead_letter(
-                        &plugin,
-                        message,
-                        outbox,
-                        "invalid-output",
-                        &format!("event {index}: {}", error.detail),
-                    );
+            // Straight from the plugin's text to Avro (no JSON tree).
+            let reason = match self.parts.publisher.prepare_text(input, &out.object) {
+                Ok(ready) => {
+                    prepared.push(ready);
+                    continue;
                 }
-            }
+                Err(PrepareTextError::NotJson(error)) => {
+                    format!("event {index} has an object that is not JSON: {error}")
+                }
+                Err(PrepareTextError::Invalid(error)) => {
+                    format!("event {index}: {}", error.detail)
+                }
+            };
+            plugin.stats().record_refused_output();
+            return self.dead_letter(&plugin, message, outbox, "invalid-output", &reason);
         }
         // Whatever fails from here is Kafka's, not the plugin's.
         self.call = Some(false);

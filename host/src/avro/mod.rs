@@ -6,7 +6,8 @@
 //!
 //! - [`Schema`]: parser for the full 1.11 schema language, Parsing Canonical
 //!   Form and the CRC-64-AVRO (Rabin) fingerprint;
-//! - [`encode_json`]: plain JSON to Avro binary;
+//! - [`encode_json`]: plain JSON to Avro binary, and [`encode_json_text`],
+//!   its fast path for JSON text (no tree in between);
 //! - [`decode_to_json`] / [`decode_exact`]: Avro binary to plain JSON (the
 //!   same shape [`encode_json`] accepts, so the two round-trip), and
 //!   [`decode_exact_to_text`], the same as JSON text without the tree in
@@ -31,6 +32,7 @@ mod container;
 mod decimal;
 mod decode;
 mod encode;
+mod encode_text;
 mod inflate;
 mod path;
 mod resolve;
@@ -46,6 +48,7 @@ pub use decode::{
     DecodeError, DecodeErrorKind, decode_exact, decode_exact_to_text, decode_to_json,
 };
 pub use encode::{EncodeError, encode_json};
+pub use encode_text::encode_json_text;
 pub use resolve::{
     ResolveError, ResolveErrorKind, Resolver, decode_resolved, decode_resolved_exact,
 };
