@@ -5,15 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-// The host allocates and frees small buffers for every record (decoded
-// objects, headers, plugin arguments) on several threads at once. In the
-// aggregation benchmark (bench/compare.sh, run b) glibc's malloc and free
-// took over a quarter of the host's CPU samples under perf, and the host
-// needed about 40% more CPU time without mimalloc than with it; mimalloc
-// costs some memory back (about 40 MB more peak RSS in that run), since it
-// keeps freed pages per thread for a while.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// No `#[global_allocator]`: the system allocator. mimalloc was used while every record went through
+// JSON trees (a map per object, a string per value): glibc's malloc then
+// cost about 40% more CPU. Since records go from Avro to JSON text and back
+// without trees, the two ran the aggregation benchmark (bench/compare.sh,
+// run b) within each other's noise, and mimalloc's peak RSS was about 40%
+// higher (181-184 MB against 128-131 MB). mimalloc had committed about
+// 100 MB; under glibc, heaptrack counted a peak heap of 69 MB for the whole
+// process, most of it librdkafka's fetch buffers.
 
 /// Switchyard: Noun-Verb-Object events over Kafka, with WebAssembly plugins.
 #[derive(Debug, Parser)]
