@@ -217,27 +217,46 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
         let NodeKind::Record(record) = &self.schema.node(self.id).kind else {
             return Err(give_up());
         };
-        // Fields come in any order; each goes to its own buffer and the
-        // buffers are joined in the schema's order. A repeated key (the
-        // tree keeps the last) or an unknown one (the tree refuses it)
-        // gives up.
-        let mut fields: Vec<Option<Vec<u8>>> = vec![None; record.fields.len()];
+        // Fields written in the schema's order (as a struct serializes)
+        // go straight out. From the first one out of order on, each field
+        // goes to a buffer of its own, and the buffers are joined in the
+        // schema's order at the end. A repeated key (the tree keeps the
+        // last) or an unknown one (the tree refuses it) gives up.
+        let count = record.fields.len();
+        let mut written = 0;
+        let mut later: Vec<Option<Vec<u8>>> = Vec::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let index = record.field_index(&key).ok_or_else(give_up)?;
-            if fields[index].is_some() {
+            if index < written {
+                return Err(give_up());
+            }
+            let field = Node {
+                schema: self.schema,
+                id: record.fields[index].schema,
+                depth: self.depth + 1,
+                out: &mut *self.out,
+            };
+            if later.is_empty() && index == written {
+                map.next_value_seed(field)?;
+                written += 1;
+                continue;
+            }
+            if later.is_empty() {
+                later = vec![None; count];
+            }
+            if later[index].is_some() {
                 return Err(give_up());
             }
             let mut bytes = Vec::new();
             map.next_value_seed(Node {
-                schema: self.schema,
-                id: record.fields[index].schema,
-                depth: self.depth + 1,
                 out: &mut bytes,
+                ..field
             })?;
-            fields[index] = Some(bytes);
+            later[index] = Some(bytes);
         }
-        for (field, bytes) in record.fields.iter().zip(fields) {
-            match (bytes, &field.default) {
+        for index in written..count {
+            let field = &record.fields[index];
+            match (later.get_mut(index).and_then(Option::take), &field.default) {
                 (Some(bytes), _) => self.out.extend_from_slice(&bytes),
                 (None, Some(default)) => {
                     super::encode::encode_default(
@@ -327,6 +346,34 @@ mod tests {
             r#"{"claim_id":"a","provider_id":null,"current_status":null,"history":[],"time_in_status":[],"status_changes":4294967296,"reconsiderations":0}"#,
             r#"{"claim_id":"a","provider_id":null,"current_status":null,"history":[],"time_in_status":[],"status_changes":0,"reconsiderations":0} x"#,
             "not json",
+        ] {
+            assert_eq!(agrees(&s, text), None, "{text}");
+        }
+    }
+
+    /// Fields in order, out of order, repeated after a reorder, and left
+    /// out where the schema has a default.
+    #[test]
+    fn field_order_repeats_and_defaults() {
+        let s = schema(
+            r#"{"type":"record","name":"R","fields":[
+                {"name":"a","type":"string"},
+                {"name":"b","type":"long","default":7},
+                {"name":"c","type":["null","string"],"default":null},
+                {"name":"d","type":{"type":"array","items":"int"}}]}"#,
+        );
+        for text in [
+            r#"{"a":"x","b":1,"c":"y","d":[1,2]}"#,
+            r#"{"a":"x","d":[1,2]}"#,
+            r#"{"d":[],"c":null,"a":"x"}"#,
+            r#"{"a":"x","c":"y","b":2,"d":[3]}"#,
+        ] {
+            assert!(agrees(&s, text).is_some(), "{text}");
+        }
+        for text in [
+            r#"{"a":"x","d":[1],"c":"y","d":[2]}"#,
+            r#"{"a":"x","c":"y","c":"z","d":[]}"#,
+            r#"{"b":1,"c":null,"d":[]}"#,
         ] {
             assert_eq!(agrees(&s, text), None, "{text}");
         }

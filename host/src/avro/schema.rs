@@ -168,6 +168,11 @@ pub struct RecordSchema {
 impl RecordSchema {
     /// Position of the field called `name`, if any.
     pub fn field_index(&self, name: &str) -> Option<usize> {
+        // Comparing a few names is cheaper than hashing one (a record is
+        // looked up for every key of every object encoded).
+        if self.fields.len() <= 8 {
+            return self.fields.iter().position(|f| f.name == name);
+        }
         self.lookup.get(name).copied()
     }
 }
