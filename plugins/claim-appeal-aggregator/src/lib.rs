@@ -56,6 +56,7 @@ impl Aggregator for ClaimAppealAggregator {
             "status-changed" => {
                 let status: StatusChanged = event.object()?;
                 summary.record_status(
+                    &event.metadata.id,
                     &status.claim_id,
                     status.provider.id.as_deref(),
                     StatusReport {
@@ -64,7 +65,6 @@ impl Aggregator for ClaimAppealAggregator {
                         reported_at: event.metadata.time.clone(),
                         reported_at_millis: at_millis,
                         effective_date: status.status_effective_date,
-                        event_id: event.metadata.id.clone(),
                     },
                 );
             }

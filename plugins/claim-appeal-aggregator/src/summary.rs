@@ -16,8 +16,6 @@ pub struct StatusReport {
     pub reported_at_millis: i64,
     /// The payer's effective date of the status, if given.
     pub effective_date: Option<String>,
-    /// Id of the event that reported it.
-    pub event_id: String,
 }
 
 /// The state kept per claim.
@@ -53,14 +51,19 @@ impl Summary {
         false
     }
 
-    /// Folds in a status report.
+    /// Folds in a status report, from the event `event_id`. The id is
+    /// remembered among the recently seen, not in the history: every
+    /// history entry is in the state of every later event, and an id per
+    /// entry made the state about a fifth larger (older states that have
+    /// one still read).
     pub fn record_status(
         &mut self,
+        event_id: &str,
         claim_id: &str,
         provider_id: Option<&str>,
         report: StatusReport,
     ) {
-        if self.seen_before(&report.event_id) {
+        if self.seen_before(event_id) {
             return;
         }
         self.claim_id = claim_id.to_string();
@@ -239,14 +242,13 @@ pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn report(category: &str, code: &str, at: &str, id: &str) -> StatusReport {
+    fn report(category: &str, code: &str, at: &str) -> StatusReport {
         StatusReport {
             category: category.into(),
             code: code.into(),
             reported_at: at.into(),
             reported_at_millis: parse_rfc3339_millis(at).unwrap(),
             effective_date: None,
-            event_id: id.into(),
         }
     }
 
@@ -271,17 +273,19 @@ mod tests {
     fn history_time_in_status_and_counts() {
         let mut summary = Summary::default();
         summary.record_status(
+            "e1",
             "C1",
             Some("1666666661"),
-            report("A2", "20", "2026-01-01T00:00:00Z", "e1"),
+            report("A2", "20", "2026-01-01T00:00:00Z"),
         );
         summary.record_status(
+            "e2",
             "C1",
             None,
-            report("P3", "317", "2026-01-01T01:00:00Z", "e2"),
+            report("P3", "317", "2026-01-01T01:00:00Z"),
         );
         summary.record_reconsideration("C1", "1666666661", "e3");
-        summary.record_status("C1", None, report("F0", "3", "2026-01-03T01:00:00Z", "e4"));
+        summary.record_status("e4", "C1", None, report("F0", "3", "2026-01-03T01:00:00Z"));
         let object = serde_json::to_value(summary.to_object()).unwrap();
         assert_eq!(
             object["history"][1],
@@ -298,9 +302,23 @@ mod tests {
     #[test]
     fn a_redelivered_event_changes_nothing() {
         let mut summary = Summary::default();
-        summary.record_status("C1", None, report("A2", "20", "2026-01-01T00:00:00Z", "e1"));
+        summary.record_status("e1", "C1", None, report("A2", "20", "2026-01-01T00:00:00Z"));
         let before = summary.clone();
-        summary.record_status("C1", None, report("A2", "20", "2026-01-01T00:00:00Z", "e1"));
+        summary.record_status("e1", "C1", None, report("A2", "20", "2026-01-01T00:00:00Z"));
         assert_eq!(summary, before);
+    }
+
+    /// A state written when history entries carried their event's id.
+    #[test]
+    fn a_state_with_event_ids_in_its_history_still_reads() {
+        let old = r#"{"claim_id":"C1","provider_id":null,"history":[{"category":"A2","code":"20","reported_at":"2026-01-01T00:00:00Z","reported_at_millis":1767225600000,"effective_date":null,"event_id":"e1"}],"millis_in_status":{},"reconsiderations":0,"seen":["e1"]}"#;
+        let summary: Summary = serde_json::from_str(old).unwrap();
+        assert_eq!(summary.history.len(), 1);
+        assert_eq!(summary.seen, ["e1"]);
+        assert!(
+            !serde_json::to_string(&summary)
+                .unwrap()
+                .contains("event_id")
+        );
     }
 }

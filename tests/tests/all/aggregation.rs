@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard_tests::{
-    SseReader, TestHost, delete_plugin, expect_paused, kafka_bootstrap, plugin_events, post_json,
-    push_plugin, test_config, unique, with_aggregation,
+    SseReader, TestHost, delete_plugin, expect_paused, kafka_bootstrap, plugin_events,
+    plugin_shown, post_json, push_plugin, test_config, unique, with_aggregation,
 };
 
 /// A plugin folder holding the reference aggregator only, reading from the
@@ -68,19 +68,44 @@ async fn wait_group_assigned(host: &TestHost, group: &str) {
             .json()
             .await
             .unwrap_or(Value::Null);
-        let assigned = status["aggregators"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|a| {
-                a["group"] == group && a["assigned"].as_array().is_some_and(|p| !p.is_empty())
-            });
+        let assigned = group_assigned(&status, group);
         if assigned {
             return;
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "aggregator got no partition: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether the aggregators' status shows group `group` owning partitions.
+fn group_assigned(status: &Value, group: &str) -> bool {
+    status["aggregators"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|a| a["group"] == group && a["assigned"].as_array().is_some_and(|p| !p.is_empty()))
+}
+
+/// [`wait_group_assigned`], or until the plugin `name` is paused.
+async fn wait_group_assigned_or_paused(host: &TestHost, server: &str, group: &str, name: &str) {
+    let started = Instant::now();
+    loop {
+        let status: Value = reqwest::get(host.url("/v1/admin/aggregators"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let assigned = group_assigned(&status, group);
+        if assigned || plugin_shown(server, name).await["status"] == "paused" {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "aggregator got no partition and was not paused: {status}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -341,7 +366,16 @@ async fn an_aggregator_that_keeps_failing_is_paused() {
     let mut paused_events = plugin_events(&host, &name).await;
     let pushed = push_plugin(&server, &wasm, &manifest).await;
     assert_eq!(pushed, std::process::ExitCode::SUCCESS);
-    wait_group_assigned(&host, &format!("switchyard.aggregate.{cluster}.{name}")).await;
+    // Other tests publish reconsiderations to the same topic, and their
+    // events can fill the failure window before this test publishes its
+    // own: the plugin may be paused before it is ever seen assigned.
+    wait_group_assigned_or_paused(
+        &host,
+        &server,
+        &format!("switchyard.aggregate.{cluster}.{name}"),
+        &name,
+    )
+    .await;
 
     for n in 0..4 {
         let claim = format!("{cluster}-{n}");
