@@ -317,25 +317,13 @@ impl Decoder<'_> {
         depth: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), DecodeError> {
-        let err = |kind| DecodeError::at(path, kind);
         let zero_size = self.schema.is_zero_size(items);
         let mut written = 0_usize;
         out.push(b'[');
         loop {
-            let count = self.block_count(input, path)?;
+            let count = self.array_block(zero_size, input, path)?;
             if count == 0 {
                 break;
-            }
-            let limit = if zero_size {
-                self.zero_size_budget.get()
-            } else {
-                input.len() as u64
-            };
-            if count > limit {
-                return Err(err(DecodeErrorKind::LengthTooLarge(count as i64)));
-            }
-            if zero_size {
-                self.zero_size_budget.set(limit - count);
             }
             for _ in 0..count {
                 if written > 0 {
@@ -356,26 +344,12 @@ impl Decoder<'_> {
         path: &Path<'_>,
         depth: usize,
     ) -> Result<Value, DecodeError> {
-        let err = |kind| DecodeError::at(path, kind);
         let mut out = Vec::new();
         let zero_size = self.schema.is_zero_size(items);
         loop {
-            let count = self.block_count(input, path)?;
+            let count = self.array_block(zero_size, input, path)?;
             if count == 0 {
                 break;
-            }
-            // Each item takes at least one byte unless it is zero-size;
-            // either way the count is bounded before we loop on it.
-            let limit = if zero_size {
-                self.zero_size_budget.get()
-            } else {
-                input.len() as u64
-            };
-            if count > limit {
-                return Err(err(DecodeErrorKind::LengthTooLarge(count as i64)));
-            }
-            if zero_size {
-                self.zero_size_budget.set(limit - count);
             }
             out.reserve(count.min(input.len() as u64) as usize);
             for _ in 0..count {
@@ -528,6 +502,33 @@ impl Decoder<'_> {
                 unreachable!("containers are dispatched by `value`")
             }
         })
+    }
+
+    /// Reads an array block header and returns its item count, bounded:
+    /// each item takes at least one byte unless it is zero-size, and
+    /// zero-size items draw on the whole value's budget.
+    fn array_block(
+        &self,
+        zero_size: bool,
+        input: &mut &[u8],
+        path: &Path<'_>,
+    ) -> Result<u64, DecodeError> {
+        let count = self.block_count(input, path)?;
+        let limit = if zero_size {
+            self.zero_size_budget.get()
+        } else {
+            input.len() as u64
+        };
+        if count > limit {
+            return Err(DecodeError::at(
+                path,
+                DecodeErrorKind::LengthTooLarge(count as i64),
+            ));
+        }
+        if zero_size {
+            self.zero_size_budget.set(limit - count);
+        }
+        Ok(count)
     }
 
     /// Reads an array/map block header and returns its item count. A

@@ -63,37 +63,20 @@ pub fn encode_json(schema: &Schema, value: &Value) -> Result<Vec<u8>, EncodeErro
     Ok(out)
 }
 
-/// Encodes plain JSON `value` as node `id` at nesting `depth`, appending to
-/// `out` (for [`super::encode_text`], which hands over the nodes it does
-/// not read itself).
+/// Encodes `value` as node `id` at nesting `depth`, appending to `out`
+/// (for [`super::encode_text`], which hands over the nodes it does not
+/// read itself): plain JSON, or with `default` a field default in Avro JSON
+/// form, as a record missing that field gets it.
 pub(crate) fn encode_node(
     schema: &Schema,
     id: NodeId,
     value: &Value,
+    default: bool,
     depth: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    Encoder {
-        schema,
-        mode: Mode::Plain,
-    }
-    .value(id, value, &Path::Root, depth, out)
-}
-
-/// Encodes a field default (Avro JSON form) as node `id`, as a record
-/// missing that field gets it.
-pub(crate) fn encode_default(
-    schema: &Schema,
-    id: NodeId,
-    value: &Value,
-    depth: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    Encoder {
-        schema,
-        mode: Mode::Default,
-    }
-    .value(id, value, &Path::Root, depth, out)
+    let mode = if default { Mode::Default } else { Mode::Plain };
+    Encoder { schema, mode }.value(id, value, &Path::Root, depth, out)
 }
 
 /// Checks that a field default (in Avro JSON form) is valid for `id`.

@@ -106,7 +106,8 @@ impl<'de> DeserializeSeed<'de> for Node<'_, '_> {
         }
         // Read into a tree of its own and let the tree encoder decide.
         let value = <Value as serde::Deserialize>::deserialize(deserializer)?;
-        encode_node(self.schema, self.id, &value, self.depth, self.out).map_err(|_| give_up())
+        encode_node(self.schema, self.id, &value, false, self.depth, self.out)
+            .map_err(|_| give_up())
     }
 }
 
@@ -259,10 +260,11 @@ impl<'de> Visitor<'de> for Node<'_, '_> {
             match (later.get_mut(index).and_then(Option::take), &field.default) {
                 (Some(bytes), _) => self.out.extend_from_slice(&bytes),
                 (None, Some(default)) => {
-                    super::encode::encode_default(
+                    encode_node(
                         self.schema,
                         field.schema,
                         default,
+                        true,
                         self.depth + 1,
                         self.out,
                     )
