@@ -547,20 +547,21 @@ pub(crate) fn plugin_event_of(
 ) -> Result<plugin::Event, String> {
     let value = message.payload().ok_or("record has no value")?;
     let (_, object) = subscribe::decode_value_text(registry, value)?;
-    Ok(event_of(
-        message,
-        plugin::Metadata {
-            id: envelope.id.clone(),
-            noun: envelope.noun.to_string(),
-            verb: envelope.verb.to_string(),
-            key: envelope.key.clone(),
-            time: envelope.time_rfc3339(),
-            source: envelope.source.clone(),
-            headers: Vec::new(),
-            position: None,
-        },
-        object,
-    ))
+    Ok(event_of(message, metadata_of(envelope), object))
+}
+
+/// An envelope's event metadata, without headers or position.
+pub(crate) fn metadata_of(envelope: &crate::envelope::Envelope) -> plugin::Metadata {
+    plugin::Metadata {
+        id: envelope.id.clone(),
+        noun: envelope.noun.to_string(),
+        verb: envelope.verb.to_string(),
+        key: envelope.key.clone(),
+        time: envelope.time_rfc3339(),
+        source: envelope.source.clone(),
+        headers: Vec::new(),
+        position: None,
+    }
 }
 
 /// Completes an event's metadata with the record's headers and position.

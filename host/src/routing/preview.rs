@@ -88,12 +88,6 @@ pub fn explain_prepared(
         let object = decoded.as_ref().ok()?;
         Some(plugin::Event {
             metadata: plugin::Metadata {
-                id: envelope.id.clone(),
-                noun: envelope.noun.to_string(),
-                verb: envelope.verb.to_string(),
-                key: envelope.key.clone(),
-                time: envelope.time_rfc3339(),
-                source: envelope.source.clone(),
                 headers: envelope
                     .to_headers()
                     .iter()
@@ -102,7 +96,7 @@ pub fn explain_prepared(
                         value: header.value.unwrap_or_default().to_vec(),
                     })
                     .collect(),
-                position: None,
+                ..crate::pipeline::metadata_of(envelope)
             },
             object: object.to_string(),
         })
