@@ -167,9 +167,15 @@ def main():
         with lock:
             published[result["id"]] = file
 
-    # Live output until the streams have been quiet for a while.
-    deadline = time.time() + 90
-    while time.time() < deadline and time.time() - last_activity[0] < 6:
+    # Live output until the streams have been quiet for a while, once
+    # something came back. Until then, keep waiting: the pipelines may still
+    # be joining their consumer groups (a member an earlier host left behind
+    # without leaving, such as a test's killed host, holds a join back until
+    # its session times out).
+    published_at = time.time()
+    deadline = published_at + 90
+    while time.time() < deadline and (last_activity[0] < published_at
+                                       or time.time() - last_activity[0] < 6):
         time.sleep(0.2)
 
     print("\nsummary")
