@@ -566,6 +566,16 @@ fn new_producer(
         .set("socket.connection.setup.timeout.ms", "3000")
         .set("reconnect.backoff.max.ms", "1000")
         .create()?;
+    // Connected first, then registered: `init_transactions` on a producer
+    // with no broker connection up yet finds "no brokers available for
+    // transactions" and librdkafka tries again only after 500 ms. With the
+    // loops of an aggregator starting together, one of them regularly began
+    // (or joined its group) half a second after the others; a metadata
+    // request first brings the connection up, and registering takes about
+    // 60 ms. Its failure (no broker) is `init_transactions`'s to report.
+    let _ = producer
+        .client()
+        .fetch_metadata(None, Duration::from_secs(5));
     producer.init_transactions(Duration::from_secs(30))?;
     Ok(producer)
 }

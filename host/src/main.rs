@@ -5,14 +5,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-// No `#[global_allocator]`: the system allocator. mimalloc was used while every record went through
-// JSON trees (a map per object, a string per value): glibc's malloc then
-// cost about 40% more CPU. Since records go from Avro to JSON text and back
-// without trees, the two ran the aggregation benchmark (bench/compare.sh,
-// run b) within each other's noise, and mimalloc's peak RSS was about 40%
-// higher (181-184 MB against 128-131 MB). mimalloc had committed about
-// 100 MB; under glibc, heaptrack counted a peak heap of 69 MB for the whole
-// process, most of it librdkafka's fetch buffers.
+// jemalloc, for Rust and, through its unprefixed `malloc`, for librdkafka
+// and the other C code too. The aggregation benchmark (bench/compare.sh,
+// run b; five interleaved rounds per pair) put glibc's malloc at about a
+// fifth of an aggregator thread's samples (`_int_malloc`,
+// `malloc_consolidate`, `unlink_chunk`: chunks of a few KB, the JSON
+// states and summaries, freed and merged all the time). Host CPU per run: glibc 6.3-6.5 s,
+// mimalloc 5.5-5.6 s, jemalloc for Rust only 5.4-5.5 s, jemalloc for all
+// 5.2-5.35 s. Peak RSS: glibc 118-134 MB, mimalloc 170-188 MB, jemalloc
+// 132-159 MB.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Switchyard: Noun-Verb-Object events over Kafka, with WebAssembly plugins.
 #[derive(Debug, Parser)]

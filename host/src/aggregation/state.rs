@@ -463,6 +463,12 @@ pub fn restore(
             },
         }
     }
+    // Closing a consumer takes about 100 ms (librdkafka winds down its
+    // broker threads); the partitions wait for nothing it does, so it
+    // closes on a thread of its own.
+    let _ = std::thread::Builder::new()
+        .name("restore-close".into())
+        .spawn(move || drop(consumer));
     results.into_iter().collect()
 }
 
