@@ -313,22 +313,50 @@ impl Kafka {
     pub async fn partitions(self: &Arc<Self>, topic: &str) -> anyhow::Result<Vec<i32>> {
         let kafka = Arc::clone(self);
         let topic = topic.to_string();
+        // A topic this host has just created may not be in the broker's
+        // metadata yet (creation is acknowledged before every broker has
+        // it): one known to exist is asked about again for up to a second
+        // before it is reported missing.
+        let known = self
+            .known_topics
+            .lock()
+            .expect("topic set lock")
+            .contains(&topic);
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
         tokio::task::spawn_blocking(move || {
-            let metadata = kafka
-                .admin
-                .inner()
-                .fetch_metadata(Some(&topic), Duration::from_secs(5))?;
-            let Some(found) = metadata.topics().first() else {
-                anyhow::bail!("topic `{topic}` not found");
-            };
-            if let Some(error) = found.error() {
-                anyhow::bail!("topic `{topic}`: {:?}", RDKafkaErrorCode::from(error));
+            loop {
+                let metadata = kafka
+                    .admin
+                    .inner()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(5))?;
+                let found = metadata.topics().first();
+                let error = found
+                    .and_then(rdkafka::metadata::MetadataTopic::error)
+                    .map(RDKafkaErrorCode::from);
+                let missing = found.is_none_or(|found| found.partitions().is_empty())
+                    || matches!(
+                        error,
+                        Some(
+                            RDKafkaErrorCode::UnknownTopicOrPartition
+                                | RDKafkaErrorCode::LeaderNotAvailable
+                        )
+                    );
+                if missing && known && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                let Some(found) = found else {
+                    anyhow::bail!("topic `{topic}` not found");
+                };
+                if let Some(error) = error {
+                    anyhow::bail!("topic `{topic}`: {error:?}");
+                }
+                return Ok(found
+                    .partitions()
+                    .iter()
+                    .map(rdkafka::metadata::MetadataPartition::id)
+                    .collect());
             }
-            Ok(found
-                .partitions()
-                .iter()
-                .map(rdkafka::metadata::MetadataPartition::id)
-                .collect())
         })
         .await?
     }

@@ -375,28 +375,45 @@ pub async fn open(
     Ok(stream)
 }
 
-/// Decodes a Confluent-framed Avro value into its schema id and JSON.
-pub fn decode_value(registry: &Registry, value: &[u8]) -> Result<(u32, serde_json::Value), String> {
+/// Decodes a Confluent-framed Avro value with `decode`, one of the Avro
+/// decoders, into its schema id and what that decoder makes of the body.
+fn decode_framed<T>(
+    registry: &Registry,
+    value: &[u8],
+    decode: impl FnOnce(&avro::Schema, &[u8]) -> Result<T, avro::DecodeError>,
+) -> Result<(u32, T), String> {
     let (schema_id, body) = avro::unframe(value).map_err(|e| e.to_string())?;
     let schema = registry
         .by_id(schema_id)
         .ok_or_else(|| format!("schema id {schema_id} is not in the registry"))?;
-    let object = avro::decode_exact(&schema.schema, body)
+    let decoded = decode(&schema.schema, body)
         .map_err(|e| format!("avro body does not match schema {schema_id}: {e}"))?;
-    Ok((schema_id, object))
+    Ok((schema_id, decoded))
+}
+
+/// Decodes a Confluent-framed Avro value into its schema id and JSON.
+pub fn decode_value(registry: &Registry, value: &[u8]) -> Result<(u32, serde_json::Value), String> {
+    decode_framed(registry, value, avro::decode_exact)
+}
+
+/// [`decode_value`]'s object with only the top-level fields `keep` names
+/// built, failing as it would (see [`avro::decode_exact_fields`]).
+pub fn decode_value_fields(
+    registry: &Registry,
+    value: &[u8],
+    keep: impl Fn(&str) -> bool,
+) -> Result<serde_json::Value, String> {
+    decode_framed(registry, value, |schema, body| {
+        avro::decode_exact_fields(schema, body, keep)
+    })
+    .map(|(_, object)| object)
 }
 
 /// Decodes a Confluent-framed Avro value into its schema id and JSON text
 /// (the text of [`decode_value`]'s JSON, without building it: what a
 /// plugin is handed).
 pub fn decode_value_text(registry: &Registry, value: &[u8]) -> Result<(u32, String), String> {
-    let (schema_id, body) = avro::unframe(value).map_err(|e| e.to_string())?;
-    let schema = registry
-        .by_id(schema_id)
-        .ok_or_else(|| format!("schema id {schema_id} is not in the registry"))?;
-    let object = avro::decode_exact_to_text(&schema.schema, body)
-        .map_err(|e| format!("avro body does not match schema {schema_id}: {e}"))?;
-    Ok((schema_id, object))
+    decode_framed(registry, value, avro::decode_exact_to_text)
 }
 
 /// Decodes a record into the event subscribers see.

@@ -118,6 +118,44 @@ pub fn decode_exact(schema: &Schema, mut input: &[u8]) -> Result<Value, DecodeEr
     Ok(value)
 }
 
+/// Decodes exactly one value of `schema` from `input`, keeping only the
+/// top-level fields of a record that `keep` names: the value of
+/// [`decode_exact`] without the other fields. The fields left out are still
+/// read and checked, so this fails exactly where and how [`decode_exact`]
+/// would; they are only not built. For a route filter, which reads a few
+/// fields of every event. A schema whose root is not a record is decoded
+/// whole.
+pub fn decode_exact_fields(
+    schema: &Schema,
+    mut input: &[u8],
+    keep: impl Fn(&str) -> bool,
+) -> Result<Value, DecodeError> {
+    let NodeKind::Record(record) = &schema.node(schema.root()).kind else {
+        return decode_exact(schema, input);
+    };
+    let decoder = Decoder {
+        schema,
+        zero_size_budget: std::cell::Cell::new(MAX_ZERO_SIZE_ITEMS),
+    };
+    let mut out = Map::new();
+    for f in &record.fields {
+        let path = Path::Field(&Path::Root, &f.name);
+        if keep(&f.name) {
+            let v = decoder.value(f.schema, &mut input, &path, 1)?;
+            out.insert(f.name.clone(), v);
+        } else {
+            decoder.check(f.schema, &mut input, &path, 1)?;
+        }
+    }
+    if !input.is_empty() {
+        return Err(DecodeError::at(
+            &Path::Root,
+            DecodeErrorKind::TrailingBytes(input.len()),
+        ));
+    }
+    Ok(Value::Object(out))
+}
+
 /// Decodes exactly one value of `schema` from `input` as JSON text: the
 /// text of [`decode_exact`]'s value, without building it. Records, arrays
 /// and strings, the bulk of an event, are written as they are read; maps
@@ -261,6 +299,94 @@ impl Decoder<'_> {
             NodeKind::Union(branches) => self.union(branches, input, path, depth),
             _ => self.scalar(id, input, path),
         }
+    }
+
+    /// Reads node `id` as [`Self::value`] does, with the same checks and
+    /// the same errors, without building the value.
+    fn check(
+        &self,
+        id: NodeId,
+        input: &mut &[u8],
+        path: &Path<'_>,
+        depth: usize,
+    ) -> Result<(), DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::at(path, DecodeErrorKind::TooDeep(MAX_DEPTH)));
+        }
+        let err = |kind| DecodeError::at(path, kind);
+        let node = self.schema.node(id);
+        match &node.kind {
+            NodeKind::Record(r) => {
+                for f in &r.fields {
+                    self.check(f.schema, input, &Path::Field(path, &f.name), depth + 1)?;
+                }
+            }
+            NodeKind::Array(items) => {
+                let zero_size = self.schema.is_zero_size(*items);
+                let mut i = 0_usize;
+                loop {
+                    let count = self.array_block(zero_size, input, path)?;
+                    if count == 0 {
+                        break;
+                    }
+                    for _ in 0..count {
+                        self.check(*items, input, &Path::Index(path, i), depth + 1)?;
+                        i += 1;
+                    }
+                }
+            }
+            NodeKind::Map(values) => loop {
+                let count = self.block_count(input, path)?;
+                if count == 0 {
+                    break;
+                }
+                if count > input.len() as u64 {
+                    return Err(err(DecodeErrorKind::LengthTooLarge(count as i64)));
+                }
+                for _ in 0..count {
+                    let key = read_bytes(input).map_err(err)?;
+                    let key =
+                        std::str::from_utf8(key).map_err(|_| err(DecodeErrorKind::InvalidUtf8))?;
+                    self.check(*values, input, &Path::Key(path, key), depth + 1)?;
+                }
+            },
+            NodeKind::Union(branches) => {
+                let index = read_long(input).map_err(err)?;
+                let chosen = usize::try_from(index)
+                    .ok()
+                    .filter(|&i| i < branches.len())
+                    .ok_or_else(|| {
+                        err(DecodeErrorKind::InvalidUnionIndex {
+                            index,
+                            count: branches.len(),
+                        })
+                    })?;
+                self.check(branches[chosen], input, path, depth + 1)?;
+            }
+            NodeKind::Null => {}
+            NodeKind::String => {
+                let b = read_bytes(input).map_err(err)?;
+                std::str::from_utf8(b).map_err(|_| err(DecodeErrorKind::InvalidUtf8))?;
+            }
+            NodeKind::Long => {
+                read_long(input).map_err(err)?;
+            }
+            NodeKind::Enum(e) => {
+                let index = read_long(input).map_err(err)?;
+                if usize::try_from(index).map_or(true, |i| i >= e.symbols.len()) {
+                    return Err(err(DecodeErrorKind::InvalidEnumIndex {
+                        index,
+                        count: e.symbols.len(),
+                    }));
+                }
+            }
+            // The rest are short, or carry checks of their own (ranges,
+            // decimals): read as `value` reads them.
+            _ => {
+                self.scalar(id, input, path)?;
+            }
+        }
+        Ok(())
     }
 
     /// [`Self::value`], written as JSON text to `out`.

@@ -11,7 +11,8 @@
 //! - [`decode_to_json`] / [`decode_exact`]: Avro binary to plain JSON (the
 //!   same shape [`encode_json`] accepts, so the two round-trip), and
 //!   [`decode_exact_to_text`], the same as JSON text without the tree in
-//!   between (what plugins are handed);
+//!   between (what plugins are handed), and [`decode_exact_fields`], the
+//!   value with only some top-level fields built (what route filters read);
 //! - [`frame`] / [`unframe`]: the Confluent schema-registry wire format;
 //! - [`read_container`]: object container files (codecs `null` and
 //!   `deflate`);
@@ -45,7 +46,8 @@ mod tests;
 
 pub use container::{ContainerError, read_container};
 pub use decode::{
-    DecodeError, DecodeErrorKind, decode_exact, decode_exact_to_text, decode_to_json,
+    DecodeError, DecodeErrorKind, decode_exact, decode_exact_fields, decode_exact_to_text,
+    decode_to_json,
 };
 pub use encode::{EncodeError, encode_json};
 pub use encode_text::encode_json_text;

@@ -36,7 +36,31 @@ fn round_trip(s: &Schema, v: &Value) -> Vec<u8> {
     );
     let again = encode_json(s, &back).expect("re-encode");
     assert_eq!(again, bytes, "encode(decode(x)) != x");
+    if let Value::Object(fields) = &back
+        && matches!(s.node(s.root()).kind, NodeKind::Record(_))
+    {
+        let first: Vec<&String> = fields.keys().take(1).collect();
+        for keep in [Vec::new(), first, fields.keys().collect()] {
+            let cut = decode_exact_fields(s, &bytes, |name| keep.iter().any(|k| *k == name))
+                .unwrap_or_else(|e| panic!("decode fields {keep:?} of {v}: {e}"));
+            assert_eq!(cut, only_fields(&back, &keep), "fields {keep:?} of {v}");
+        }
+    }
     bytes
+}
+
+/// `value` (an object) with only the fields named in `keep`.
+fn only_fields<K: AsRef<str>>(value: &Value, keep: &[K]) -> Value {
+    let Value::Object(fields) = value else {
+        panic!("not an object: {value}")
+    };
+    Value::Object(
+        fields
+            .iter()
+            .filter(|(name, _)| keep.iter().any(|k| k.as_ref() == name.as_str()))
+            .map(|(name, v)| (name.clone(), v.clone()))
+            .collect(),
+    )
 }
 
 fn encode_err(s: &Schema, v: &Value) -> EncodeError {
@@ -1085,6 +1109,69 @@ fn identity_form_ignores_spelling_but_keeps_meaning() {
 /// arrays, maps, unions, every scalar).
 #[test]
 fn text_decoding_matches_the_value_on_any_input() {
+    let (interop, bytes) = interop_sample();
+    let both = |input: &[u8]| {
+        let text = decode_exact_to_text(&interop, input);
+        let tree = decode_exact(&interop, input).map(|v| v.to_string());
+        assert_eq!(text, tree, "input {input:?}");
+        text.is_ok()
+    };
+    every_truncation_and_corruption(&bytes, both);
+}
+
+/// Decoding some top-level fields gives the whole value cut down to them,
+/// and fails where and how decoding the whole value fails, on the same
+/// inputs as above: a route filter sees what it would see in the whole
+/// object, and an event it cannot decode is refused for the same reason.
+#[test]
+fn decoding_some_fields_matches_the_whole_value_on_any_input() {
+    let (interop, bytes) = interop_sample();
+    let keeps: [&[&str]; 5] = [
+        &[],
+        &["stringField"],
+        &["mapField", "recordField"],
+        &[
+            "intField",
+            "boolField",
+            "doubleField",
+            "nullField",
+            "unionField",
+            "fixedField",
+        ],
+        &[
+            "intField",
+            "longField",
+            "stringField",
+            "boolField",
+            "floatField",
+            "doubleField",
+            "bytesField",
+            "nullField",
+            "arrayField",
+            "mapField",
+            "unionField",
+            "enumField",
+            "fixedField",
+            "recordField",
+        ],
+    ];
+    let same = |input: &[u8]| {
+        let whole = decode_exact(&interop, input);
+        for keep in keeps {
+            let cut = decode_exact_fields(&interop, input, |name| keep.contains(&name));
+            let expected = whole
+                .as_ref()
+                .map(|v| only_fields(v, keep))
+                .map_err(Clone::clone);
+            assert_eq!(cut, expected, "fields {keep:?} of input {input:?}");
+        }
+        whole.is_ok()
+    };
+    every_truncation_and_corruption(&bytes, same);
+}
+
+/// The interop schema and one value of it with every kind of node.
+fn interop_sample() -> (Schema, Vec<u8>) {
     let interop = schema(&String::from_utf8(read(data!("avro__schemas__interop.avsc"))).unwrap());
     let value = json!({
         "intField": -7, "longField": 1_234_567_890_123_i64, "stringField": "quote \" tab \t é 😀",
@@ -1098,22 +1185,23 @@ fn text_decoding_matches_the_value_on_any_input() {
         ]}
     });
     let bytes = round_trip(&interop, &value);
-    let both = |input: &[u8]| {
-        let text = decode_exact_to_text(&interop, input);
-        let tree = decode_exact(&interop, input).map(|v| v.to_string());
-        assert_eq!(text, tree, "input {input:?}");
-        text.is_ok()
-    };
+    (interop, bytes)
+}
+
+/// Calls `decode` (which says whether the input decoded) on every
+/// truncation of `bytes`, of which only the whole must decode, and on
+/// seven one-byte corruptions at every position.
+fn every_truncation_and_corruption(bytes: &[u8], decode: impl Fn(&[u8]) -> bool) {
     let mut decoded = 0;
     for end in 0..=bytes.len() {
-        decoded += usize::from(both(&bytes[..end]));
+        decoded += usize::from(decode(&bytes[..end]));
     }
     assert_eq!(decoded, 1, "only the whole input decodes");
     for at in 0..bytes.len() {
         for replacement in [0x00, 0x01, 0x02, 0x7f, 0x80, 0xc3, 0xff] {
-            let mut corrupt = bytes.clone();
+            let mut corrupt = bytes.to_vec();
             corrupt[at] = replacement;
-            both(&corrupt);
+            decode(&corrupt);
         }
     }
 }

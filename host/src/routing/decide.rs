@@ -20,6 +20,11 @@ pub struct Candidate<'a> {
     pub object: Result<&'a serde_json::Value, &'a str>,
     /// The event as a plugin sees it, built on first need.
     pub plugin_event: &'a dyn Fn() -> Option<plugin::Event>,
+    /// Whether to explain the filter's verdict key by key (`explain` and
+    /// `dry-run`); the routing engine needs only the verdict, which
+    /// [`Filter::matches`](super::filter::Filter::matches) gives without
+    /// allocating.
+    pub explain: bool,
 }
 
 /// What a route does with an event.
@@ -79,9 +84,14 @@ pub fn decide(
         Err(_) => None,
     };
     if let (Some(filter), Some(object)) = (&route.filter, object) {
-        let explanation = filter.explain(object);
-        let matched = explanation.matched;
-        reasons.filter = Some(explanation);
+        let matched = if candidate.explain {
+            let explanation = filter.explain(object);
+            let matched = explanation.matched;
+            reasons.filter = Some(explanation);
+            matched
+        } else {
+            filter.matches(object)
+        };
         if !matched {
             reasons.summary = "the filter turned the event away".to_string();
             return (Decision::Skip, reasons);

@@ -335,17 +335,33 @@ impl RouteProcessor {
                 error.type = tracing::field::Empty,
             );
             let _entered = span.enter();
-            let needs_object = route.filter.is_some() || route.plugin.is_some();
-            let object = if needs_object {
-                decode().as_ref().map(|d| &d.object).map_err(String::as_str)
-            } else {
-                Err("not decoded")
+            // A route with a filter and no plugin reads a few top-level
+            // fields: only those are built (the rest are still checked, so
+            // an event fails to decode exactly as it would whole), unless
+            // an earlier route had the whole object decoded anyway.
+            let fields;
+            let object = match (&route.filter, &route.plugin, decoded.get()) {
+                (Some(filter), None, None) => {
+                    let keep = filter.top_level_fields();
+                    fields = message
+                        .payload()
+                        .ok_or_else(|| "record has no value".to_string())
+                        .and_then(|value| {
+                            subscribe::decode_value_fields(&parts.registry, value, |name| {
+                                keep.contains(name)
+                            })
+                        });
+                    fields.as_ref().map_err(String::as_str)
+                }
+                (None, None, _) => Err("not decoded"),
+                _ => decode().as_ref().map(|d| &d.object).map_err(String::as_str),
             };
             let candidate = Candidate {
                 noun,
                 verb,
                 object,
                 plugin_event: &plugin_event,
+                explain: false,
             };
             let (decision, reasons) = decide(route, &candidate, &plugins);
             if let (Some(plugin), Some(label)) = (&route.plugin, reasons.plugin.as_deref()) {

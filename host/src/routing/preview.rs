@@ -106,6 +106,7 @@ pub fn explain_prepared(
         verb: envelope.verb.as_str(),
         object: decoded.as_ref().map_err(String::as_str),
         plugin_event: &plugin_event,
+        explain: true,
     };
     explain_candidate(routes, &candidate, envelope, plugins)
 }
@@ -196,6 +197,7 @@ fn explain_message(
         verb: envelope.verb.as_str(),
         object: decoded.as_ref().map(|d| &d.object).map_err(String::as_str),
         plugin_event: &plugin_event,
+        explain: true,
     };
     Ok(explain_candidate(routes, &candidate, &envelope, plugins))
 }
