@@ -1278,7 +1278,7 @@ def write_report(args, ctx, results):
       "a route can only call a router the host runs, and a folder router always runs its own pipeline "
       "too, so that pipeline is made to start at the end of `claim` and stays idle), c and e an empty "
       "folder. Defaults that matter here: `routing.commit_interval_ms = 100`, "
-      "`routing.max_transaction_records = 1000`, the same two for aggregation, `routing.start = "
+      "`routing.max_transaction_records = 5000`, the same two for aggregation, `routing.start = "
       "\"earliest\"`, `plugins.call_timeout_ms = 1000`, `plugins.memory_limit_bytes = 64 MiB`, "
       "`plugins.pool_instances = 256`, `log.filter = \"info\"`. The compiled-plugin cache was warmed once "
       f"before the runs ({ctx.get('warm_seconds')} s for the three plugins), so hosts load compiled code as on a "

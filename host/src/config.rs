@@ -234,7 +234,11 @@ pub struct RoutingConfig {
     /// how long a routed event waits before readers in `read_committed`
     /// mode see it. Default 100 (as Kafka Streams with exactly-once).
     pub commit_interval_ms: u64,
-    /// Most records in one transaction. Default 1000.
+    /// Most records in one transaction. Default 5000: under load the
+    /// commit interval decides, as in Kafka Streams (which has no cap); the
+    /// cap bounds what an aborted transaction makes the loop read again.
+    /// At 1000, a loop routing 25,000 events/s committed four times as
+    /// often as the interval asks.
     pub max_transaction_records: usize,
     /// Kafka's `transaction.timeout.ms` for the engine's producer. Default
     /// 10000 (as Kafka Streams).
@@ -264,7 +268,10 @@ pub struct AggregationConfig {
     pub directory_topic: String,
     /// How often the open transaction commits, in milliseconds. Default 100.
     pub commit_interval_ms: u64,
-    /// Most records in one transaction. Default 1000.
+    /// Most records in one transaction. Default 5000: under load the
+    /// commit interval decides, as in Kafka Streams (which has no cap); the
+    /// cap bounds what an aborted transaction reads again and the undo log
+    /// (the state each record replaced) kept until the commit.
     pub max_transaction_records: usize,
     /// Kafka's `transaction.timeout.ms`; also bounds how long a new owner
     /// waits for a crashed owner's open transaction before restoring.
@@ -284,7 +291,7 @@ impl Default for AggregationConfig {
             group_prefix: "switchyard.aggregate".to_string(),
             directory_topic: "_switchyard_instances".to_string(),
             commit_interval_ms: 100,
-            max_transaction_records: 1_000,
+            max_transaction_records: 5_000,
             transaction_timeout_ms: 10_000,
             threads: 1,
         }
@@ -309,7 +316,7 @@ impl Default for RoutingConfig {
             group: "switchyard.routing".to_string(),
             start: Start::Earliest,
             commit_interval_ms: 100,
-            max_transaction_records: 1_000,
+            max_transaction_records: 5_000,
             transaction_timeout_ms: 10_000,
             max_routes: 10_000,
             nouns: Vec::new(),
