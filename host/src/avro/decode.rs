@@ -335,32 +335,11 @@ impl Decoder<'_> {
                     }
                 }
             }
-            NodeKind::Map(values) => loop {
-                let count = self.block_count(input, path)?;
-                if count == 0 {
-                    break;
-                }
-                if count > input.len() as u64 {
-                    return Err(err(DecodeErrorKind::LengthTooLarge(count as i64)));
-                }
-                for _ in 0..count {
-                    let key = read_bytes(input).map_err(err)?;
-                    let key =
-                        std::str::from_utf8(key).map_err(|_| err(DecodeErrorKind::InvalidUtf8))?;
-                    self.check(*values, input, &Path::Key(path, key), depth + 1)?;
-                }
-            },
+            NodeKind::Map(values) => self.map_entries(input, path, |key, input| {
+                self.check(*values, input, &Path::Key(path, key), depth + 1)
+            })?,
             NodeKind::Union(branches) => {
-                let index = read_long(input).map_err(err)?;
-                let chosen = usize::try_from(index)
-                    .ok()
-                    .filter(|&i| i < branches.len())
-                    .ok_or_else(|| {
-                        err(DecodeErrorKind::InvalidUnionIndex {
-                            index,
-                            count: branches.len(),
-                        })
-                    })?;
+                let chosen = self.union_branch(branches, input, path)?;
                 self.check(branches[chosen], input, path, depth + 1)?;
             }
             NodeKind::Null => {}
@@ -493,12 +472,28 @@ impl Decoder<'_> {
         path: &Path<'_>,
         depth: usize,
     ) -> Result<Value, DecodeError> {
-        let err = |kind| DecodeError::at(path, kind);
         let mut out = Map::new();
+        self.map_entries(input, path, |key, input| {
+            let v = self.value(values, input, &Path::Key(path, key), depth + 1)?;
+            out.insert(key.to_owned(), v);
+            Ok(())
+        })?;
+        Ok(Value::Object(out))
+    }
+
+    /// Reads a map's blocks and keys, handing each key to `entry` to read
+    /// its value.
+    fn map_entries<'i>(
+        &self,
+        input: &mut &'i [u8],
+        path: &Path<'_>,
+        mut entry: impl FnMut(&str, &mut &'i [u8]) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        let err = |kind| DecodeError::at(path, kind);
         loop {
             let count = self.block_count(input, path)?;
             if count == 0 {
-                break;
+                return Ok(());
             }
             // Every entry has at least a one-byte key length.
             if count > input.len() as u64 {
@@ -508,22 +503,20 @@ impl Decoder<'_> {
                 let key = read_bytes(input).map_err(err)?;
                 let key =
                     std::str::from_utf8(key).map_err(|_| err(DecodeErrorKind::InvalidUtf8))?;
-                let v = self.value(values, input, &Path::Key(path, key), depth + 1)?;
-                out.insert(key.to_owned(), v);
+                entry(key, input)?;
             }
         }
-        Ok(Value::Object(out))
     }
 
-    fn union(
+    /// Reads a union's branch index and checks it names a branch.
+    fn union_branch(
         &self,
         branches: &[NodeId],
         input: &mut &[u8],
         path: &Path<'_>,
-        depth: usize,
-    ) -> Result<Value, DecodeError> {
+    ) -> Result<usize, DecodeError> {
         let index = read_long(input).map_err(|k| DecodeError::at(path, k))?;
-        let chosen = usize::try_from(index)
+        usize::try_from(index)
             .ok()
             .filter(|&i| i < branches.len())
             .ok_or_else(|| {
@@ -534,7 +527,17 @@ impl Decoder<'_> {
                         count: branches.len(),
                     },
                 )
-            })?;
+            })
+    }
+
+    fn union(
+        &self,
+        branches: &[NodeId],
+        input: &mut &[u8],
+        path: &Path<'_>,
+        depth: usize,
+    ) -> Result<Value, DecodeError> {
+        let chosen = self.union_branch(branches, input, path)?;
         let v = self.value(branches[chosen], input, path, depth + 1)?;
         Ok(if union_needs_wrapper(self.schema, branches, chosen, &v) {
             let mut m = Map::new();
