@@ -13,6 +13,7 @@ use anyhow::Context;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -313,53 +314,61 @@ impl Kafka {
     pub async fn partitions(self: &Arc<Self>, topic: &str) -> anyhow::Result<Vec<i32>> {
         let kafka = Arc::clone(self);
         let topic = topic.to_string();
-        // A topic this host has just created may not be in the broker's
-        // metadata yet (creation is acknowledged before every broker has
-        // it): one known to exist is asked about again for up to a second
-        // before it is reported missing.
         let known = self
             .known_topics
             .lock()
             .expect("topic set lock")
             .contains(&topic);
-        let deadline = std::time::Instant::now() + Duration::from_secs(1);
         tokio::task::spawn_blocking(move || {
+            if !known {
+                // The admin client keeps an entry for every topic named to
+                // it, and librdkafka asks the broker again every second
+                // about one it cannot find: a name this host has not made or
+                // found (a subscriber's typo) is asked through a consumer
+                // made for the question and closed after it.
+                let consumer: BaseConsumer =
+                    kafka.consumer_config("switchyard-metadata").create()?;
+                let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
+                return partitions_of(&metadata, &topic);
+            }
+            // A topic this host has just created may not be in the broker's
+            // metadata yet (creation is acknowledged before every broker
+            // has it): it is asked about again for up to a second before it
+            // is reported missing.
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
             loop {
                 let metadata = kafka
                     .admin
                     .inner()
                     .fetch_metadata(Some(&topic), Duration::from_secs(5))?;
-                let found = metadata.topics().first();
-                let error = found
-                    .and_then(rdkafka::metadata::MetadataTopic::error)
-                    .map(RDKafkaErrorCode::from);
-                let missing = found.is_none_or(|found| found.partitions().is_empty())
-                    || matches!(
-                        error,
-                        Some(
-                            RDKafkaErrorCode::UnknownTopicOrPartition
-                                | RDKafkaErrorCode::LeaderNotAvailable
-                        )
-                    );
-                if missing && known && std::time::Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
+                match partitions_of(&metadata, &topic) {
+                    Err(_) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    answer => return answer,
                 }
-                let Some(found) = found else {
-                    anyhow::bail!("topic `{topic}` not found");
-                };
-                if let Some(error) = error {
-                    anyhow::bail!("topic `{topic}`: {error:?}");
-                }
-                return Ok(found
-                    .partitions()
-                    .iter()
-                    .map(rdkafka::metadata::MetadataPartition::id)
-                    .collect());
             }
         })
         .await?
     }
+}
+
+/// The partition ids of `topic` in a metadata answer, or why there are none.
+fn partitions_of(metadata: &rdkafka::metadata::Metadata, topic: &str) -> anyhow::Result<Vec<i32>> {
+    let Some(found) = metadata.topics().first() else {
+        anyhow::bail!("topic `{topic}` not found");
+    };
+    if let Some(error) = found.error() {
+        anyhow::bail!("topic `{topic}`: {:?}", RDKafkaErrorCode::from(error));
+    }
+    if found.partitions().is_empty() {
+        anyhow::bail!("topic `{topic}` not found");
+    }
+    Ok(found
+        .partitions()
+        .iter()
+        .map(rdkafka::metadata::MetadataPartition::id)
+        .collect())
 }
 
 /// Turns a delivery failure into the client-facing error, deciding whether

@@ -310,6 +310,18 @@ impl RouteProcessor {
         if reading.peek().is_none() {
             return Ok(());
         }
+        // Routes that look into the object: with one, a filter's few fields
+        // are decoded for it alone; with more, the object is decoded whole,
+        // once, for all of them.
+        let object_readers = routes
+            .values()
+            .filter(|stored| {
+                let route = &stored.route;
+                route.enabled
+                    && route.reads(noun, verb)
+                    && (route.filter.is_some() || route.plugin.is_some())
+            })
+            .count();
         let decoded = std::cell::OnceCell::new();
         let decode = || decoded.get_or_init(|| subscribe::decode(&parts.registry, message));
         let plugin_event = || {
@@ -336,12 +348,12 @@ impl RouteProcessor {
             );
             let _entered = span.enter();
             // A route with a filter and no plugin reads a few top-level
-            // fields: only those are built (the rest are still checked, so
-            // an event fails to decode exactly as it would whole), unless
-            // an earlier route had the whole object decoded anyway.
+            // fields: when it is the only route looking into the object,
+            // only those are built (the rest are still checked, so an event
+            // fails to decode exactly as it would whole).
             let fields;
-            let object = match (&route.filter, &route.plugin, decoded.get()) {
-                (Some(filter), None, None) => {
+            let object = match (&route.filter, &route.plugin) {
+                (Some(filter), None) if object_readers == 1 => {
                     let keep = filter.top_level_fields();
                     fields = message
                         .payload()
@@ -353,7 +365,7 @@ impl RouteProcessor {
                         });
                     fields.as_ref().map_err(String::as_str)
                 }
-                (None, None, _) => Err("not decoded"),
+                (None, None) => Err("not decoded"),
                 _ => decode().as_ref().map(|d| &d.object).map_err(String::as_str),
             };
             let candidate = Candidate {

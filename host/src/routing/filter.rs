@@ -80,6 +80,8 @@ const MAX_SHOWN_CHARS: usize = 60;
 pub struct Filter {
     source: Value,
     root: Pattern,
+    /// [`Filter::top_level_fields`], found once when parsed.
+    fields: std::collections::BTreeSet<String>,
 }
 
 /// A problem in a filter document, found when it is parsed.
@@ -121,26 +123,8 @@ impl Filter {
     /// first name. The filter gives the same verdict on an object cut down
     /// to these fields as on the whole object, since a path only ever goes
     /// down from the root. `{}` reads none.
-    pub fn top_level_fields(&self) -> std::collections::BTreeSet<&str> {
-        fn collect<'f>(pattern: &'f Pattern, out: &mut std::collections::BTreeSet<&'f str>) {
-            for clause in &pattern.clauses {
-                match clause {
-                    Clause::Field(field) => {
-                        if let Some(first) = field.segments.first() {
-                            out.insert(first);
-                        }
-                    }
-                    Clause::AnyOf(alternatives) => {
-                        for alternative in alternatives {
-                            collect(alternative, out);
-                        }
-                    }
-                }
-            }
-        }
-        let mut fields = std::collections::BTreeSet::new();
-        collect(&self.root, &mut fields);
-        fields
+    pub fn top_level_fields(&self) -> &std::collections::BTreeSet<String> {
+        &self.fields
     }
 
     /// Parses a filter document.
@@ -155,9 +139,28 @@ impl Filter {
     pub fn parse(value: &Value) -> Result<Filter, FilterError> {
         let mut parser = Parser { conditions: 0 };
         let root = parser.pattern(value, "filter", 0)?;
+        fn collect(pattern: &Pattern, out: &mut std::collections::BTreeSet<String>) {
+            for clause in &pattern.clauses {
+                match clause {
+                    Clause::Field(field) => {
+                        if let Some(first) = field.segments.first() {
+                            out.insert(first.clone());
+                        }
+                    }
+                    Clause::AnyOf(alternatives) => {
+                        for alternative in alternatives {
+                            collect(alternative, out);
+                        }
+                    }
+                }
+            }
+        }
+        let mut fields = std::collections::BTreeSet::new();
+        collect(&root, &mut fields);
         Ok(Filter {
             source: value.clone(),
             root,
+            fields,
         })
     }
 
@@ -2493,7 +2496,7 @@ mod tests {
             "$or": [{"d[\"e.f\"]": ["y"]}, {"$or": [{"g": ["z"]}, {"a": ["w"]}]}]
         }));
         assert_eq!(
-            nested.top_level_fields().into_iter().collect::<Vec<_>>(),
+            nested.top_level_fields().iter().collect::<Vec<_>>(),
             ["a", "c", "d", "g"]
         );
         assert!(filter(&json!({})).top_level_fields().is_empty());
