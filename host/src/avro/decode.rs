@@ -321,20 +321,9 @@ impl Decoder<'_> {
                     self.check(f.schema, input, &Path::Field(path, &f.name), depth + 1)?;
                 }
             }
-            NodeKind::Array(items) => {
-                let zero_size = self.schema.is_zero_size(*items);
-                let mut i = 0_usize;
-                loop {
-                    let count = self.array_block(zero_size, input, path)?;
-                    if count == 0 {
-                        break;
-                    }
-                    for _ in 0..count {
-                        self.check(*items, input, &Path::Index(path, i), depth + 1)?;
-                        i += 1;
-                    }
-                }
-            }
+            NodeKind::Array(items) => self.array_items(*items, input, path, |i, input| {
+                self.check(*items, input, &Path::Index(path, i), depth + 1)
+            })?,
             NodeKind::Map(values) => self.map_entries(input, path, |key, input| {
                 self.check(*values, input, &Path::Key(path, key), depth + 1)
             })?,
@@ -422,22 +411,13 @@ impl Decoder<'_> {
         depth: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), DecodeError> {
-        let zero_size = self.schema.is_zero_size(items);
-        let mut written = 0_usize;
         out.push(b'[');
-        loop {
-            let count = self.array_block(zero_size, input, path)?;
-            if count == 0 {
-                break;
+        self.array_items(items, input, path, |i, input| {
+            if i > 0 {
+                out.push(b',');
             }
-            for _ in 0..count {
-                if written > 0 {
-                    out.push(b',');
-                }
-                self.write(items, input, &Path::Index(path, written), depth + 1, out)?;
-                written += 1;
-            }
-        }
+            self.write(items, input, &Path::Index(path, i), depth + 1, out)
+        })?;
         out.push(b']');
         Ok(())
     }
@@ -450,18 +430,10 @@ impl Decoder<'_> {
         depth: usize,
     ) -> Result<Value, DecodeError> {
         let mut out = Vec::new();
-        let zero_size = self.schema.is_zero_size(items);
-        loop {
-            let count = self.array_block(zero_size, input, path)?;
-            if count == 0 {
-                break;
-            }
-            out.reserve(count.min(input.len() as u64) as usize);
-            for _ in 0..count {
-                let i = out.len();
-                out.push(self.value(items, input, &Path::Index(path, i), depth + 1)?);
-            }
-        }
+        self.array_items(items, input, path, |i, input| {
+            out.push(self.value(items, input, &Path::Index(path, i), depth + 1)?);
+            Ok(())
+        })?;
         Ok(Value::Array(out))
     }
 
@@ -479,6 +451,29 @@ impl Decoder<'_> {
             Ok(())
         })?;
         Ok(Value::Object(out))
+    }
+
+    /// Reads an array's blocks, handing each item's index to `item` to read
+    /// the item.
+    fn array_items<'i>(
+        &self,
+        items: NodeId,
+        input: &mut &'i [u8],
+        path: &Path<'_>,
+        mut item: impl FnMut(usize, &mut &'i [u8]) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        let zero_size = self.schema.is_zero_size(items);
+        let mut i = 0_usize;
+        loop {
+            let count = self.array_block(zero_size, input, path)?;
+            if count == 0 {
+                return Ok(());
+            }
+            for _ in 0..count {
+                item(i, input)?;
+                i += 1;
+            }
+        }
     }
 
     /// Reads a map's blocks and keys, handing each key to `entry` to read
